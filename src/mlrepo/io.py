@@ -1,0 +1,124 @@
+"""Reading and writing files at the edges of the stages.
+
+Writes are atomic (a temporary file in the same folder, then a rename), so a stage that fails
+never leaves a half-written output; JSON has sorted keys so tracked files are byte-stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlrepo.errors import DataError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet table, turning every way it can be unusable into a ``DataError``."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the path (generate.path in params.yaml)")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a .csv or .parquet file")
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type '{suffix}'; use a .csv or .parquet file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty; expected a header row and data rows")
+    try:
+        frame = pd.read_csv(path) if suffix == ".csv" else pq.read_table(path).to_pandas()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV: {_first_line(exc)}") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{path}: cannot be read as Parquet (corrupt or not Parquet): {_first_line(exc)}"
+        ) from None
+    if frame.shape[1] == 0:
+        raise DataError(f"{path}: no columns found; expected a header row")
+    if len(frame) == 0:
+        raise DataError(f"{path}: has a header but no data rows")
+    return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_with(path: str | Path, writer: Callable[[Path], Any]) -> None:
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    write_with(path, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy scalars and arrays so ``json`` can write them."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return to_jsonable(value.tolist())
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def dumps_json(data: Any) -> str:
+    return json.dumps(to_jsonable(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    text = dumps_json(data)
+    write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; run the stage that writes it first") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON: {exc}") from None
+
+
+def file_md5(path: str | Path) -> str:
+    """md5 of a file's bytes, the same hash DVC records in dvc.lock."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

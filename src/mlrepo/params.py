@@ -1,0 +1,299 @@
+"""Typed schema of ``params.yaml``: one class per section, parsed once, unknown keys rejected.
+
+Every stage calls :func:`load_params`, so a typo or a bad value (also one given with
+``dvc exp run -S``) stops the first stage that runs, before it does any work, with the dotted
+key, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlrepo.errors import ParamsError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class GenerateParams(Section):
+    """Where the dataset comes from: scikit-learn's generator, or the user's own table."""
+
+    source: Literal["synthetic", "file"] = "synthetic"
+    path: str = "data/external/example.csv"
+    target: str = "target"
+    seed: int = 42
+    n_samples: Annotated[int, Field(ge=20)] = 1000
+    n_features: Annotated[int, Field(ge=2)] = 20
+    n_informative: PositiveInt = 10
+    n_redundant: Annotated[int, Field(ge=0)] = 4
+    n_classes: Annotated[int, Field(ge=2)] = 2
+    n_categorical: Annotated[int, Field(ge=0)] = 2
+    weights: list[PositiveFloat] | None = None
+    label_noise: Probability = 0.01
+    class_sep: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerateParams:
+        if self.n_informative + self.n_redundant > self.n_features:
+            raise ValueError(
+                f"n_informative ({self.n_informative}) + n_redundant ({self.n_redundant}) must not"
+                f" exceed n_features ({self.n_features})"
+            )
+        if self.n_categorical > self.n_informative:
+            raise ValueError(
+                f"n_categorical ({self.n_categorical}) must not exceed n_informative"
+                f" ({self.n_informative}): each categorical column is derived from an"
+                " informative one"
+            )
+        if self.weights is not None and len(self.weights) != self.n_classes:
+            raise ValueError(
+                f"weights has {len(self.weights)} entries but n_classes is {self.n_classes};"
+                " give one weight per class or null"
+            )
+        if self.n_classes * 2 > 2**self.n_informative:
+            raise ValueError(
+                f"n_classes ({self.n_classes}) needs n_informative >= log2(2 * n_classes)"
+            )
+        return self
+
+
+Policy = Literal["error", "warn", "drop"]
+
+
+class ColumnRule(Section):
+    """A declared rule for one column of the input table."""
+
+    dtype: Literal["numeric", "categorical"] | None = None
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float | bool] | None = None
+
+
+class ValidateParams(Section):
+    """What the validate stage treats as an error, a warning, or allows."""
+
+    missing: Literal["error", "drop", "impute"] = "error"
+    duplicates: Policy = "drop"
+    constant: Policy = "error"
+    leakage: Literal["error", "warn"] = "error"
+    min_class_count: PositiveInt = 10
+    max_outlier_share: Probability = 0.05
+    outlier_z: PositiveFloat = 5.0
+    max_imbalance_ratio: PositiveFloat = 10.0
+    drop_columns: list[str] = []
+    columns: dict[str, ColumnRule] = {}
+
+
+class FeaturizeParams(Section):
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    seed: int = 42
+    scaler: Literal["standard", "robust", "none"] = "standard"
+
+
+class RandomForestParams(Section):
+    n_estimators: PositiveInt = 100
+    max_depth: PositiveInt | None = 10
+    min_samples_leaf: PositiveInt = 1
+    max_features: Literal["sqrt", "log2"] | Annotated[float, Field(gt=0, le=1)] = "sqrt"
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
+
+
+class GradientBoostingParams(Section):
+    n_estimators: PositiveInt = 100
+    learning_rate: PositiveFloat = 0.1
+    max_depth: PositiveInt = 3
+    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
+class HistGradientBoostingParams(Section):
+    max_iter: PositiveInt = 200
+    learning_rate: PositiveFloat = 0.1
+    max_leaf_nodes: Annotated[int, Field(ge=2)] = 31
+    max_depth: PositiveInt | None = None
+    l2_regularization: Annotated[float, Field(ge=0)] = 0.0
+    class_weight: Literal["balanced"] | None = None
+
+
+class LogisticRegressionParams(Section):
+    C: PositiveFloat = 1.0
+    max_iter: PositiveInt = 1000
+    class_weight: Literal["balanced"] | None = None
+
+
+class SvmParams(Section):
+    C: PositiveFloat = 1.0
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
+    gamma: Literal["scale", "auto"] | PositiveFloat = "scale"
+    class_weight: Literal["balanced"] | None = None
+
+
+ModelName = Literal[
+    "random_forest", "gradient_boosting", "hist_gradient_boosting", "logistic_regression", "svm"
+]
+Scoring = Literal["accuracy", "f1_macro", "f1_weighted", "roc_auc", "neg_log_loss"]
+
+
+class TrainParams(Section):
+    model: ModelName = "random_forest"
+    seed: int = 42
+    cv_folds: Annotated[int, Field(ge=2)] = 5
+    n_jobs: int = -1
+    search: Literal["none", "grid", "random"] = "none"
+    search_space: dict[str, list[Any]] = {}
+    search_iterations: PositiveInt = 10
+    scoring: Scoring = "accuracy"
+    random_forest: RandomForestParams = RandomForestParams()
+    gradient_boosting: GradientBoostingParams = GradientBoostingParams()
+    hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+    logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
+    svm: SvmParams = SvmParams()
+
+    @model_validator(mode="after")
+    def _space_matches_model(self) -> TrainParams:
+        if self.search != "none" and not self.search_space:
+            raise ValueError(f"search is '{self.search}' but search_space is empty")
+        known = set(type(self.model_params()).model_fields)
+        for key, values in self.search_space.items():
+            if key not in known:
+                raise ValueError(
+                    f"search_space key '{key}' is not a parameter of {self.model}; "
+                    f"allowed: {', '.join(sorted(known))}"
+                )
+            if not values:
+                raise ValueError(f"search_space.{key} is an empty list")
+        return self
+
+    def model_params(self) -> Section:
+        """The params section of the chosen model."""
+        section: Section = getattr(self, self.model)
+        return section
+
+
+class EvaluateParams(Section):
+    min_accuracy: Probability = 0.85
+    seed: int = 42
+    importance_repeats: PositiveInt = 5
+    importance_max_rows: PositiveInt = 5000
+
+
+class Params(Section):
+    generate: GenerateParams = GenerateParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    featurize: FeaturizeParams = FeaturizeParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def validate_params(self) -> ValidateParams:
+        return self.validate_
+
+
+def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise ``ParamsError`` naming every bad key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error, raw) for error in exc.errors()]
+        raise ParamsError(
+            f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems)
+        ) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found; run from the project root") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, str(path))
+
+
+def _describe(error: Any, raw: dict[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "literal"))]
+    # pydantic adds the branch name for union types (e.g. 'int', 'literal[...]'); drop those.
+    loc = [part for part in loc if not _is_union_branch(part)]
+    key = ".".join(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _section_model(loc[:-1])
+        hint = ""
+        if parent is not None:
+            allowed = _field_names(parent)
+            close = difflib.get_close_matches(loc[-1], allowed, n=1)
+            hint = f" did you mean '{'.'.join([*loc[:-1], close[0]])}'?" if close else ""
+            hint += f" allowed keys: {', '.join(allowed)}"
+        return f"{key}: unknown key.{hint}"
+    given = _lookup(raw, loc)
+    message = error["msg"]
+    if kind == "literal_error":
+        message = "must be one of " + error["ctx"]["expected"]
+    elif kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    if given is _MISSING or isinstance(given, dict):
+        return f"{key}: {message}"
+    return f"{key}: {message} (given: {given!r})"
+
+
+_MISSING = object()
+
+
+def _lookup(raw: Any, loc: list[str]) -> Any:
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _is_union_branch(part: str) -> bool:
+    return part in {"int", "float", "str", "bool", "none", "list[...]"} or part.startswith(
+        ("literal[", "constrained-", "Annotated")
+    )
+
+
+def _section_model(loc: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Params
+    for part in loc:
+        field = _field_by_name(model, part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return None
+    return model
+
+
+def _field_by_name(model: type[BaseModel], name: str) -> Any:
+    for field_name, field in model.model_fields.items():
+        if (field.alias or field_name) == name:
+            return field
+    return None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]

@@ -1,0 +1,303 @@
+"""The feature schema: learned at validate, checked again by every consumer of the model.
+
+``FeatureSchema`` says which columns the model takes, their kind (numeric or categorical), the
+categories seen in training, whether nulls are allowed, and the target's classes. ``check_frame``
+is the one implementation of "does this table fit the schema" (built on pandera, reporting every
+problem at once); the validate stage, batch prediction and the service all call it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+from pydantic import BaseModel, ConfigDict
+
+Kind = Literal["numeric", "categorical"]
+MAX_EXAMPLES = 5
+
+
+class Feature(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: Kind
+    nullable: bool = False
+    categories: list[str] | None = None  # categorical: the values seen in training, sorted
+    min: float | None = None  # numeric: declared (validate) or observed (learned) range
+    max: float | None = None
+
+
+class FeatureSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str
+    classes: list[Any]
+    features: list[Feature]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: which column, which check, what was found and how to fix it."""
+
+    check: str
+    message: str
+    fix: str
+    column: str | None = None
+    severity: Literal["error", "warning"] = "error"
+    count: int = 0
+    examples: list[Any] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "column": self.column,
+            "count": self.count,
+            "examples": self.examples,
+            "fix": self.fix,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+    def render(self, source: str) -> str:
+        where = f"column '{self.column}'" if self.column else "table"
+        return f"{source}: {where}: {self.message} [{self.check}] Fix: {self.fix}"
+
+
+def infer_kind(series: pd.Series) -> Kind:
+    """Numbers (not booleans) are numeric; strings, booleans and categories are categorical."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return "categorical"
+    return "numeric" if pd.api.types.is_numeric_dtype(series.dtype) else "categorical"
+
+
+def coerce(frame: pd.DataFrame, schema: FeatureSchema, *, lenient: bool = False) -> pd.DataFrame:
+    """Give every feature its canonical dtype: numeric -> float64, categorical -> str (nulls kept).
+
+    Call it after ``check_frame`` found no problems (the fitted pipeline always sees these
+    dtypes); ``lenient`` turns values that are not numbers into NaN instead of raising.
+    """
+    out = {}
+    for feature in schema.features:
+        column = frame[feature.name]
+        if feature.kind == "numeric":
+            out[feature.name] = pd.to_numeric(
+                column, errors="coerce" if lenient else "raise"
+            ).astype("float64")
+        else:
+            out[feature.name] = categorical_as_str(column)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def categorical_as_str(column: pd.Series) -> pd.Series:
+    """Categories as Python strings in an object column, nulls as NaN (what OneHotEncoder wants)."""
+    values = column.astype(object)
+    mask = values.isna()
+    return values.where(mask, values.map(_category_str)).where(~mask, np.nan).astype(object)
+
+
+def _category_str(value: Any) -> str:
+    # 1.0 and 1 read from different files must be the same category.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def pandera_schema(
+    features: list[Feature], *, strict: bool, check_categories: bool
+) -> pa.DataFrameSchema:
+    """The pandera schema for ``features``; ``strict`` rejects columns that are not features."""
+    columns = {}
+    for feature in features:
+        checks: list[pa.Check] = []
+        if feature.kind == "numeric":
+            checks.append(
+                pa.Check(
+                    lambda s: ~np.isinf(s.astype("float64")),
+                    element_wise=False,
+                    ignore_na=True,
+                    name="finite",
+                    error="finite",
+                )
+            )
+            if feature.min is not None:
+                checks.append(pa.Check.greater_than_or_equal_to(feature.min))
+            if feature.max is not None:
+                checks.append(pa.Check.less_than_or_equal_to(feature.max))
+            columns[feature.name] = pa.Column(
+                "float64", checks=checks, nullable=feature.nullable, coerce=True
+            )
+        else:
+            if check_categories and feature.categories is not None:
+                checks.append(pa.Check.isin(feature.categories))
+            columns[feature.name] = pa.Column(
+                object, checks=checks, nullable=feature.nullable, coerce=False
+            )
+    return pa.DataFrameSchema(columns, strict=strict, ordered=False)
+
+
+_FIXES = {
+    "column_in_schema": "remove the column, or list it in validate.drop_columns",
+    "column_in_dataframe": "add the column; the model was trained with it",
+    "coerce_dtype": "make every value a number (no text) in this column",
+    "not_nullable": "fill the missing values",
+    "finite": "replace inf/-inf with finite numbers",
+    "isin": "use one of the known categories",
+    "greater_than_or_equal_to": "correct the values or the declared min (validate.columns)",
+    "less_than_or_equal_to": "correct the values or the declared max (validate.columns)",
+}
+
+_MESSAGES = {
+    "column_in_schema": "unexpected column (not a feature of the schema)",
+    "column_in_dataframe": "required column is missing",
+    "coerce_dtype": "expected numbers, found values that are not numeric",
+    "not_nullable": "missing values (null/NaN) are not allowed",
+    "finite": "infinite values are not allowed",
+    "isin": "unknown category",
+}
+
+
+def check_frame(
+    frame: pd.DataFrame,
+    features: list[Feature],
+    *,
+    strict: bool = True,
+    check_categories: bool = True,
+    fixes: dict[str, str] | None = None,
+) -> list[Problem]:
+    """Every way ``frame`` breaks the feature rules, all at once (pandera lazy validation).
+
+    ``fixes`` overrides the suggested fix per check name (the validate stage names the params
+    that would allow a rule to be broken).
+    """
+    fixes = {**_FIXES, **(fixes or {})}
+    prepared = frame.copy()
+    problems: list[Problem] = []
+    not_numbers: set[tuple[str, Any]] = set()
+    for feature in features:
+        if feature.name not in prepared:
+            continue
+        if feature.kind == "categorical":
+            prepared[feature.name] = categorical_as_str(prepared[feature.name])
+            continue
+        original = prepared[feature.name]
+        if pd.api.types.is_bool_dtype(original.dtype):
+            original = original.astype(object)
+        numbers = pd.to_numeric(original, errors="coerce")
+        failed = numbers.isna() & original.notna()
+        if failed.any():
+            # pandera's own coercion would also run the range checks on the raw strings.
+            not_numbers.update((feature.name, index) for index in original.index[failed])
+            problems.append(
+                _grouped(
+                    "coerce_dtype",
+                    feature.name,
+                    original[failed],
+                    "expected numbers, found values that are not numeric",
+                    fixes,
+                )
+            )
+        prepared[feature.name] = numbers.astype("float64")
+    schema = pandera_schema(features, strict=strict, check_categories=check_categories)
+    try:
+        schema.validate(prepared, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+        keep = [
+            (column, index) not in not_numbers
+            for column, index in zip(cases["column"], cases["index"], strict=True)
+        ]
+        problems.extend(_problems(cases[keep], {f.name: f for f in features}, fixes))
+    return sorted(problems, key=lambda p: (p.column or "", p.check))
+
+
+def _grouped(
+    check: str, column: str, failures: pd.Series, message: str, fixes: dict[str, str]
+) -> Problem:
+    rows = [int(i) + 1 for i in failures.index[:MAX_EXAMPLES]]
+    examples = sorted({repr(_plain(v)) for v in failures.tolist() if not _is_null(v)})
+    detail = f"{len(failures)} row(s), e.g. rows " + ", ".join(map(str, rows))
+    if examples and check != "not_nullable":
+        detail += "; values " + ", ".join(examples[:MAX_EXAMPLES])
+    return Problem(
+        check=check,
+        column=column,
+        message=f"{message}: {detail}",
+        fix=fixes.get(check, "correct the values"),
+        count=len(failures),
+        examples=examples[:MAX_EXAMPLES],
+    )
+
+
+def _problems(
+    cases: pd.DataFrame, features: dict[str, Feature], fixes: dict[str, str]
+) -> list[Problem]:
+    problems = []
+    cases = cases.copy()
+    cases["rule"] = cases["check"].astype(str).map(_rule_name)
+    for (column_key, rule_key), group in cases.groupby(["column", "rule"], sort=True, dropna=False):
+        rule = str(rule_key)
+        if rule in {"column_in_schema", "column_in_dataframe"}:
+            for name in sorted({str(v) for v in group["failure_case"]}):
+                problems.append(
+                    Problem(
+                        check=rule, column=name, message=_MESSAGES[rule], fix=fixes[rule], count=1
+                    )
+                )
+            continue
+        column = str(column_key)
+        feature = features.get(column)
+        failures = pd.Series(
+            group["failure_case"].tolist(),
+            index=[int(i) if not _is_null(i) else -1 for i in group["index"]],
+        )
+        problems.append(_grouped(rule, column, failures, _message(rule, feature), fixes))
+    return problems
+
+
+def _message(rule: str, feature: Feature | None) -> str:
+    if rule == "greater_than_or_equal_to" and feature is not None:
+        return f"values below the declared min {feature.min}"
+    if rule == "less_than_or_equal_to" and feature is not None:
+        return f"values above the declared max {feature.max}"
+    if rule == "isin" and feature is not None and feature.categories is not None:
+        known = ", ".join(feature.categories[:10])
+        return f"unknown category (known: {known}{', ...' if len(feature.categories) > 10 else ''})"
+    return _MESSAGES.get(rule, f"fails {rule}")
+
+
+def _rule_name(check: str) -> str:
+    if check.startswith(("coerce_dtype", "dtype(")):
+        return "coerce_dtype"
+    if check.startswith("isin"):
+        return "isin"
+    if check.startswith("greater_than_or_equal_to"):
+        return "greater_than_or_equal_to"
+    if check.startswith("less_than_or_equal_to"):
+        return "less_than_or_equal_to"
+    return check
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

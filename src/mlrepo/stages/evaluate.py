@@ -1,0 +1,177 @@
+"""Stage 5, evaluate: metrics, plots and the promotion mark on the held-out test part.
+
+Writes metrics (accuracy, precision/recall/F1 macro and weighted, ROC-AUC, log loss, per-class
+report), the data files behind ``dvc plots`` (confusion, ROC, precision-recall, importance) and
+PNG images. The quality gate ``evaluate.min_accuracy`` never fails the stage: below it the
+metrics are still written and ``promotable`` is false, which the registry refuses to promote.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import classification_report, precision_recall_curve, roc_curve
+from sklearn.pipeline import Pipeline
+
+from mlrepo import metrics, plots
+from mlrepo.errors import run_cli
+from mlrepo.io import read_json, read_table, write_csv, write_json
+from mlrepo.logs import get_logger, setup_logging, timed
+from mlrepo.models import for_prediction
+from mlrepo.params import EvaluateParams, load_params
+from mlrepo.schema import FeatureSchema
+
+
+@dataclass
+class Evaluation:
+    scores: dict[str, Any]
+    per_class: dict[str, Any]
+    predictions: pd.DataFrame  # actual, predicted: the confusion plot's data
+    roc: pd.DataFrame
+    precision_recall: pd.DataFrame
+    importance: pd.DataFrame
+    proba: np.ndarray
+
+
+def evaluate(
+    pipeline: Pipeline, test: pd.DataFrame, schema: FeatureSchema, params: EvaluateParams
+) -> Evaluation:
+    """Score ``pipeline`` on ``test`` and decide whether it passes the quality gate."""
+    pipeline = for_prediction(pipeline)
+    x, y = test[schema.names], metrics.as_labels(test[schema.target])
+    classes = schema.classes
+    proba = pipeline.predict_proba(x)
+    scores: dict[str, Any] = metrics.summary(y, proba, classes)
+    scores["n_test"] = len(test)
+    scores["min_accuracy"] = params.min_accuracy
+    scores["promotable"] = scores["accuracy"] >= params.min_accuracy
+    predicted = metrics.predicted_labels(proba, classes)
+    labels = [str(c) for c in classes]
+    per_class = classification_report(
+        y.astype(str), predicted.astype(str), labels=labels, output_dict=True, zero_division=0
+    )
+    return Evaluation(
+        scores=scores,
+        per_class=per_class,
+        predictions=pd.DataFrame({"actual": y.astype(str), "predicted": predicted.astype(str)}),
+        roc=_curve(roc_curve, y, proba, classes, ("fpr", "tpr")),
+        precision_recall=_curve(precision_recall_curve, y, proba, classes, ("precision", "recall")),
+        importance=_importance(pipeline, x, y, params),
+        proba=proba,
+    )
+
+
+def _curve(
+    fn: Any, y: np.ndarray, proba: np.ndarray, classes: list[Any], names: tuple[str, str]
+) -> pd.DataFrame:
+    """Points of a curve: for the second class if binary, micro-averaged one-vs-rest otherwise."""
+    if len(classes) == 2:
+        truth, score = y == classes[1], proba[:, 1]
+    else:
+        truth = (y[:, None] == metrics.as_labels(classes)[None, :]).ravel()
+        score = proba.ravel()
+    first, second, _ = fn(truth, score)
+    frame = pd.DataFrame({names[0]: first, names[1]: second})
+    return frame.round(6).drop_duplicates().reset_index(drop=True)
+
+
+def _importance(
+    pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, params: EvaluateParams
+) -> pd.DataFrame:
+    """Permutation importance of the input columns: comparable across every model type."""
+    if len(x) > params.importance_max_rows:
+        sample = x.sample(params.importance_max_rows, random_state=params.seed)
+        x, y = sample, y[x.index.get_indexer(sample.index)]
+    result = permutation_importance(
+        pipeline,
+        x,
+        y,
+        scoring="accuracy",
+        n_repeats=params.importance_repeats,
+        random_state=params.seed,
+        n_jobs=1,
+    )
+    frame = pd.DataFrame(
+        {"feature": x.columns, "importance": result.importances_mean, "std": result.importances_std}
+    )
+    return frame.sort_values(["importance", "feature"], ascending=[False, True]).reset_index(
+        drop=True
+    )
+
+
+def write_outputs(
+    result: Evaluation, test: pd.DataFrame, schema: FeatureSchema, out: dict[str, Path]
+) -> None:
+    write_json(result.scores, out["metrics"])
+    write_json(result.per_class, out["per_class"])
+    for key, frame in (
+        ("confusion", result.predictions),
+        ("roc", result.roc),
+        ("precision_recall", result.precision_recall),
+        ("importance", result.importance.round(6)),
+    ):
+        write_csv(frame, out[key])
+    y = metrics.as_labels(test[schema.target])
+    plots.confusion_png(
+        y,
+        metrics.predicted_labels(result.proba, schema.classes),
+        schema.classes,
+        out["confusion_png"],
+    )
+    plots.roc_png(y, result.proba, schema.classes, out["roc_png"])
+    plots.importance_png(result.importance, out["importance_png"])
+
+
+OUTPUTS = (
+    "metrics",
+    "per_class",
+    "confusion",
+    "roc",
+    "precision_recall",
+    "importance",
+    "confusion_png",
+    "roc_png",
+    "importance_png",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    for name in ("model", "test", "schema", *OUTPUTS):
+        parser.add_argument(f"--{name.replace('_', '-')}", required=True, dest=name)
+    args = parser.parse_args(argv)
+    log = setup_logging("evaluate")
+    params = load_params(args.params).evaluate
+    schema = FeatureSchema.model_validate(read_json(args.schema))
+    pipeline = joblib.load(args.model)
+    test = read_table(args.test)
+    with timed(f"evaluate ({len(test)} rows)"):
+        result = evaluate(pipeline, test, schema, params)
+        write_outputs(result, test, schema, {k: Path(getattr(args, k)) for k in OUTPUTS})
+    scores = result.scores
+    log.info(
+        "accuracy %.4f, f1_macro %.4f, roc_auc %.4f",
+        scores["accuracy"],
+        scores["f1_macro"],
+        scores["roc_auc"],
+    )
+    if not scores["promotable"]:
+        get_logger().warning(
+            "accuracy %.4f is below evaluate.min_accuracy %.2f: the model is marked not"
+            " promotable (metrics are still written)",
+            scores["accuracy"],
+            params.min_accuracy,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

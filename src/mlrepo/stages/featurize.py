@@ -1,0 +1,107 @@
+"""Stage 3, featurize: stratified train/test split and the preprocessing fitted on train only.
+
+``dvc.yaml`` runs ``python -m mlrepo.stages.featurize --data data/validated.parquet
+--schema data/schema.json --train data/split/train.parquet --test data/split/test.parquet
+--preprocessor models/preprocessor.joblib``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import joblib
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
+
+from mlrepo.errors import DataError, run_cli
+from mlrepo.io import read_json, read_table, write_parquet, write_with
+from mlrepo.logs import setup_logging, timed
+from mlrepo.params import FeaturizeParams, load_params
+from mlrepo.schema import FeatureSchema
+
+SCALERS = {"standard": StandardScaler, "robust": RobustScaler}
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame
+    test: pd.DataFrame
+    preprocessor: ColumnTransformer
+
+
+def build_preprocessor(schema: FeatureSchema, scaler: str) -> ColumnTransformer:
+    """Unfitted preprocessing for ``schema``: scale numbers, one-hot categories, impute if allowed.
+
+    Unknown categories at prediction time encode as all zeros rather than failing.
+    """
+    numeric: list[tuple[str, object]] = []
+    categorical: list[tuple[str, object]] = []
+    if any(f.nullable for f in schema.features):
+        numeric.append(("impute", SimpleImputer(strategy="median")))
+        categorical.append(("impute", SimpleImputer(strategy="most_frequent")))
+    numeric.append(("scale", SCALERS[scaler]() if scaler in SCALERS else "passthrough"))
+    categorical.append(
+        ("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype="float64"))
+    )
+    transformers = []
+    if schema.numeric:
+        transformers.append(("numeric", Pipeline(numeric), schema.numeric))
+    if schema.categorical:
+        transformers.append(("categorical", Pipeline(categorical), schema.categorical))
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParams) -> Split:
+    """Split ``frame`` (stratified by the target, seeded); fit preprocessing on the train part."""
+    labels = frame[schema.target]
+    n_test = round(len(frame) * params.test_size)
+    n_classes = labels.nunique()
+    if n_test < n_classes or len(frame) - n_test < n_classes:
+        raise DataError(
+            f"featurize.test_size={params.test_size} leaves {n_test} test row(s) of {len(frame)}"
+            f" for {n_classes} classes; each part needs at least one row per class. Fix: choose"
+            " a test_size between 0.1 and 0.5, or use more data"
+        )
+    train, test = train_test_split(
+        frame, test_size=params.test_size, stratify=labels, random_state=params.seed
+    )
+    preprocessor = build_preprocessor(schema, params.scaler)
+    preprocessor.fit(train[schema.names], train[schema.target])
+    return Split(
+        train=train.reset_index(drop=True),
+        test=test.reset_index(drop=True),
+        preprocessor=preprocessor,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--train", required=True)
+    parser.add_argument("--test", required=True)
+    parser.add_argument("--preprocessor", required=True)
+    args = parser.parse_args(argv)
+    log = setup_logging("featurize")
+    params = load_params(args.params).featurize
+    schema = FeatureSchema.model_validate(read_json(args.schema))
+    frame = read_table(args.data)
+    with timed("featurize"):
+        split = featurize(frame, schema, params)
+    write_parquet(split.train, args.train)
+    write_parquet(split.test, args.test)
+    write_with(args.preprocessor, lambda tmp: joblib.dump(split.preprocessor, tmp))
+    log.info(
+        "train %d rows, test %d rows, scaler %s", len(split.train), len(split.test), params.scaler
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
