@@ -18,6 +18,8 @@ from mlrepo.schema import MAX_EXAMPLES, Problem
 # An object column whose non-null values parse as numbers this often is a numeric column with
 # a few bad entries, not a categorical one.
 NUMERIC_LOOKING_SHARE = 0.9
+# A text column with this share of distinct values is an identifier rather than a category.
+IDENTIFIER_SHARE = 0.9
 
 
 def check_target(frame: pd.DataFrame, target: str, min_class_count: int) -> list[Problem]:
@@ -96,6 +98,27 @@ def numeric_looking(frame: pd.DataFrame, columns: list[str]) -> list[Problem]:
                     "validate.columns.<name>.dtype: categorical if it really is a category)",
                     count=len(bad),
                     examples=examples,
+                )
+            )
+    return problems
+
+
+def identifier_like(frame: pd.DataFrame, categorical: list[str]) -> list[Problem]:
+    """Text columns with a different value in (almost) every row: keys, not features."""
+    problems = []
+    for column in categorical:
+        values = frame[column].dropna()
+        distinct = values.nunique()
+        if distinct > 20 and distinct >= IDENTIFIER_SHARE * len(values):
+            problems.append(
+                Problem(
+                    check="identifier",
+                    column=column,
+                    severity="warning",
+                    message=f"{distinct} distinct values in {len(values)} rows: looks like an "
+                    "identifier, which a model can only memorise",
+                    fix=f"list it in validate.drop_columns (e.g. drop_columns: [{column}])",
+                    count=distinct,
                 )
             )
     return problems

@@ -169,6 +169,9 @@ def validate(
     ]
     numeric = [f.name for f in features if f.kind == "numeric"]
     problems += quality.warnings_for_distribution(frame, numeric, target, params)
+    problems += quality.identifier_like(
+        frame, [f.name for f in features if f.kind == "categorical"]
+    )
 
     if any(p.severity == "error" for p in problems):
         return result
