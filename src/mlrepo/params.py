@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mlrepo.errors import ParamsError
 
@@ -42,6 +50,21 @@ class GenerateParams(Section):
     label_noise: Probability = 0.01
     class_sep: PositiveFloat = 1.0
 
+    # A field validator (not the model one below) so the message names generate.weights and
+    # the list given; n_classes is declared before weights, so it is in info.data.
+    @field_validator("weights")
+    @classmethod
+    def _one_weight_per_class(
+        cls, weights: list[float] | None, info: ValidationInfo
+    ) -> list[float] | None:
+        n_classes = info.data.get("n_classes")
+        if weights is not None and n_classes is not None and len(weights) != n_classes:
+            raise ValueError(
+                f"weights has {len(weights)} entries but n_classes is {n_classes};"
+                " give one weight per class or null"
+            )
+        return weights
+
     @model_validator(mode="after")
     def _consistent(self) -> GenerateParams:
         if self.n_informative + self.n_redundant > self.n_features:
@@ -54,11 +77,6 @@ class GenerateParams(Section):
                 f"n_categorical ({self.n_categorical}) must not exceed n_informative"
                 f" ({self.n_informative}): each categorical column is derived from an"
                 " informative one"
-            )
-        if self.weights is not None and len(self.weights) != self.n_classes:
-            raise ValueError(
-                f"weights has {len(self.weights)} entries but n_classes is {self.n_classes};"
-                " give one weight per class or null"
             )
         if self.n_classes * 2 > 2**self.n_informative:
             raise ValueError(
@@ -158,19 +176,31 @@ class TrainParams(Section):
     logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
     svm: SvmParams = SvmParams()
 
-    @model_validator(mode="after")
-    def _space_matches_model(self) -> TrainParams:
-        if self.search != "none" and not self.search_space:
-            raise ValueError(f"search is '{self.search}' but search_space is empty")
-        known = set(type(self.model_params()).model_fields)
-        for key, values in self.search_space.items():
+    # A field validator so the message names train.search_space; model is declared before
+    # search_space, so it is in info.data (absent when it was invalid itself).
+    @field_validator("search_space")
+    @classmethod
+    def _space_matches_model(
+        cls, space: dict[str, list[Any]], info: ValidationInfo
+    ) -> dict[str, list[Any]]:
+        model = info.data.get("model")
+        if model is None:
+            return space
+        known = set(type(cls.model_fields[model].default).model_fields)
+        for key, values in space.items():
             if key not in known:
                 raise ValueError(
-                    f"search_space key '{key}' is not a parameter of {self.model}; "
+                    f"search_space key '{key}' is not a parameter of {model}; "
                     f"allowed: {', '.join(sorted(known))}"
                 )
             if not values:
                 raise ValueError(f"search_space.{key} is an empty list")
+        return space
+
+    @model_validator(mode="after")
+    def _search_has_space(self) -> TrainParams:
+        if self.search != "none" and not self.search_space:
+            raise ValueError(f"search is '{self.search}' but search_space is empty")
         return self
 
     def model_params(self) -> Section:

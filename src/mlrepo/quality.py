@@ -54,7 +54,7 @@ def check_target(frame: pd.DataFrame, target: str, min_class_count: int) -> list
                 check="target_classes",
                 column=target,
                 message=f"needs at least 2 classes, found {len(counts)}"
-                + (f" ({counts.index[0]!r})" if len(counts) else ""),
+                + (f" ({counts.index.tolist()[0]!r})" if len(counts) else ""),
                 fix="use a table with two or more classes in the target column",
             )
         )

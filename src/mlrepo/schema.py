@@ -188,7 +188,9 @@ def check_frame(
     that would allow a rule to be broken).
     """
     fixes = {**_FIXES, **(fixes or {})}
-    prepared = frame.copy()
+    # Row numbers in messages count data rows from 1, whatever the caller's index (a slice,
+    # labels or repeated values would otherwise give wrong rows or fail).
+    prepared = frame.reset_index(drop=True)
     problems: list[Problem] = []
     not_numbers: set[tuple[str, Any]] = set()
     for feature in features:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 
 import joblib
@@ -59,8 +60,15 @@ def build_preprocessor(schema: FeatureSchema, scaler: str) -> ColumnTransformer:
 def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParams) -> Split:
     """Split ``frame`` (stratified by the target, seeded); fit preprocessing on the train part."""
     labels = frame[schema.target]
-    n_test = round(len(frame) * params.test_size)
-    n_classes = labels.nunique()
+    counts = labels.value_counts()
+    if counts.min() < 2:
+        rare = ", ".join(repr(label) for label in counts[counts < 2].index.tolist())
+        raise DataError(
+            f"class(es) {rare} have a single row; a stratified split needs at least two rows per"
+            " class. Fix: add rows for them, or raise validate.min_class_count to reject them"
+        )
+    n_test = math.ceil(len(frame) * params.test_size)  # how train_test_split rounds
+    n_classes = len(counts)
     if n_test < n_classes or len(frame) - n_test < n_classes:
         raise DataError(
             f"featurize.test_size={params.test_size} leaves {n_test} test row(s) of {len(frame)}"

@@ -169,8 +169,9 @@ def validate(
     ]
     numeric = [f.name for f in features if f.kind == "numeric"]
     problems += quality.warnings_for_distribution(frame, numeric, target, params)
+    mistyped = {p.column for p in problems if p.check == "numeric_dtype"}
     problems += quality.identifier_like(
-        frame, [f.name for f in features if f.kind == "categorical"]
+        frame, [f.name for f in features if f.kind == "categorical" and f.name not in mistyped]
     )
 
     if any(p.severity == "error" for p in problems):

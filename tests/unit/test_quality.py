@@ -1,0 +1,98 @@
+"""The dataset-level rules of validate, called directly on small hand-made tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlrepo import quality
+from mlrepo.params import ValidateParams
+
+
+def test_check_target_accepts_a_good_target() -> None:
+    frame = pd.DataFrame({"y": ["a"] * 10 + ["b"] * 10})
+    assert quality.check_target(frame, "y", min_class_count=10) == []
+
+
+def test_check_target_lists_every_rare_class() -> None:
+    frame = pd.DataFrame({"y": ["a"] * 20 + ["b"] * 3 + ["c"] * 2})
+    (problem,) = quality.check_target(frame, "y", min_class_count=5)
+    assert problem.check == "min_class_count"
+    assert "'b': 3" in problem.message and "'c': 2" in problem.message
+    assert problem.count == 2
+
+
+def test_check_target_with_no_labels_at_all() -> None:
+    frame = pd.DataFrame({"y": [np.nan, np.nan]})
+    checks = {p.check for p in quality.check_target(frame, "y", min_class_count=1)}
+    assert checks == {"target_not_null", "target_classes"}
+
+
+def test_numeric_looking_needs_mostly_numbers() -> None:
+    mostly = pd.Series([str(i) for i in range(19)] + ["?"], dtype=object)
+    half = pd.Series(["1", "2", "x", "y"], dtype=object)
+    frame = pd.DataFrame({"mostly": mostly, "half": half.reindex(range(20))})
+    problems = quality.numeric_looking(frame, ["mostly", "half"])
+    assert [(p.column, p.count, p.examples) for p in problems] == [("mostly", 1, ["'?'"])]
+    assert "rows 20" in problems[0].message
+
+
+def test_constant_columns_ignore_nulls() -> None:
+    frame = pd.DataFrame({"k": [1.0, np.nan, 1.0], "v": [1, 2, 3], "e": [np.nan] * 3})
+    assert quality.constant_columns(frame, ["k", "v", "e"]) == ["k", "e"]
+
+
+def test_duplicate_rows_keep_the_first() -> None:
+    frame = pd.DataFrame({"x": [1, 2, 1, 1], "y": [0, 1, 0, 1]})
+    assert quality.duplicate_rows(frame).tolist() == [False, False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("values", "leaks"),
+    [
+        pytest.param([0.1, 0.2, 0.3, 5.0, 5.1, 5.2], True, id="threshold-separates"),
+        pytest.param([0.1, 5.0, 0.3, 0.2, 5.1, 5.2], False, id="interleaved"),
+        pytest.param(["x", "x", "x", "z", "z", "z"], True, id="category-per-class"),
+        pytest.param(["u1", "u2", "u3", "u4", "u5", "u6"], False, id="identifier-not-judged"),
+    ],
+)
+def test_leaking_columns(values: list[object], leaks: bool) -> None:
+    frame = pd.DataFrame({"f": values, "y": [0, 0, 0, 1, 1, 1]})
+    assert quality.leaking_columns(frame, ["f"], "y") == (["f"] if leaks else [])
+
+
+def test_leaking_columns_multiclass_runs() -> None:
+    # Three classes in three runs along the sorted values: separable by two thresholds.
+    frame = pd.DataFrame({"f": [1, 2, 3, 4, 5, 6], "y": ["a", "a", "b", "b", "c", "c"]})
+    assert quality.leaking_columns(frame, ["f"], "y") == ["f"]
+    frame["y"] = ["a", "a", "b", "b", "a", "c"]
+    assert quality.leaking_columns(frame, ["f"], "y") == []
+
+
+def test_outlier_share_uses_median_and_mad() -> None:
+    values = np.r_[np.linspace(-1, 1, 90), np.full(10, 100.0)]
+    frame = pd.DataFrame({"x": values, "flat": 1.0})
+    shares = quality.outlier_share(frame, ["x", "flat"], z=5.0)
+    assert shares == {"x": pytest.approx(0.10)}  # a zero MAD column is skipped
+
+
+def test_imbalance_ratio() -> None:
+    frame = pd.DataFrame({"y": [0] * 30 + [1] * 3})
+    assert quality.imbalance_ratio(frame, "y") == 10.0
+    assert quality.imbalance_ratio(frame.head(5), "y") == 1.0
+
+
+def test_distribution_problems_are_never_errors() -> None:
+    values = np.r_[np.linspace(-1, 1, 80), np.full(20, 100.0)]
+    frame = pd.DataFrame({"x": values, "y": [0] * 98 + [1] * 2})
+    problems = quality.warnings_for_distribution(frame, ["x"], "y", ValidateParams())
+    assert {p.check for p in problems} == {"outlier_share", "class_imbalance"}
+    assert {p.severity for p in problems} == {"warning"}
+
+
+def test_identifier_like_text_columns_are_a_warning() -> None:
+    frame = pd.DataFrame({"customer": [f"c{i}" for i in range(50)], "plan": ["a", "b"] * 25})
+    problems = quality.identifier_like(frame, ["customer", "plan"])
+    assert [(p.column, p.severity) for p in problems] == [("customer", "warning")]
+    assert "validate.drop_columns" in problems[0].fix
