@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 unexport VIRTUAL_ENV PYTHONPATH
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test test-fast lint format requirements plots bench clean
+.PHONY: help setup repro test test-fast lint format requirements plots bench serve report clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -50,6 +50,17 @@ plots: setup ## Render every plot to dvc_plots/index.html
 
 bench: setup ## Run the benchmarks and rewrite benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/pipeline.py
+
+# `make serve MODEL=model@v1.2.0 PORT=9000` (command-line values win over these defaults);
+# DATABASE_URL picks the prediction-log database.
+HOST := 127.0.0.1
+PORT := 8000
+serve: setup ## Serve the production model (or MODEL=ref) over HTTP on HOST:PORT; docs at /docs
+	$(BIN)/mlrepo serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL))
+
+BASE := main
+report: setup ## Write report/report.md: params, metrics, validation, drift, plots vs BASE (main)
+	$(BIN)/mlrepo report --base $(BASE) --out report
 
 clean: ## Remove caches (not .venv, not DVC's cache)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache dvc_plots

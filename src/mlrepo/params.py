@@ -216,12 +216,87 @@ class EvaluateParams(Section):
     importance_max_rows: PositiveInt = 5000
 
 
+NumericTest = Literal["ks", "wasserstein", "jensenshannon"]
+CategoricalTest = Literal["chi2", "jensenshannon"]
+BinaryTest = Literal["z", "chi2", "jensenshannon"]
+
+
+class DriftTestParams(Section):
+    """The drift test per column group and reference size; the defaults are Evidently's.
+
+    A column is ``numeric`` when it is numeric with more than ``min_distinct_numeric`` distinct
+    values, ``binary`` when it has at most two, ``categorical`` otherwise; ``small`` when the
+    reference has at most ``small_reference_rows`` values in it.
+    """
+
+    numeric_small: NumericTest = "ks"
+    numeric_large: NumericTest = "wasserstein"
+    categorical_small: CategoricalTest = "chi2"
+    categorical_large: CategoricalTest = "jensenshannon"
+    binary_small: BinaryTest = "z"
+    binary_large: BinaryTest = "jensenshannon"
+
+
+class BatchParams(Section):
+    """The demo batches of the ``batches`` stage, both cut from the held-out test split."""
+
+    seed: int = 42
+    n_samples: PositiveInt | None = None  # rows per batch; None = the whole test split
+    shift_columns: int | list[str] = 10  # the first N numeric features, or their names
+    shift: float = 1.0  # mean shift, in standard deviations of the column
+    scale: PositiveFloat = 1.0  # spread multiplier of the shifted columns
+    new_category_share: Probability = 0.2  # share of each categorical column set to "unseen"
+
+    # Before pydantic's own checks, so a bad value gives one message rather than one per branch
+    # of the union.
+    @field_validator("shift_columns", mode="before")
+    @classmethod
+    def _count_or_names(cls, value: Any) -> Any:
+        is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        is_names = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not (is_count or is_names):
+            raise ValueError("must be a number of columns (>= 0) or a list of column names")
+        return value
+
+
+class MonitorParams(Section):
+    """Drift detection: the batch the ``monitor`` stage checks, the tests and their thresholds."""
+
+    current: str = "data/batches/shifted.parquet"
+    small_reference_rows: PositiveInt = 1000
+    p_value: Annotated[float, Field(gt=0, lt=1)] = 0.05  # p-value tests: drift below it
+    distance_threshold: PositiveFloat = 0.1  # distance tests: drift at or above it
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # dataset drift: share of features
+    min_distinct_numeric: Annotated[int, Field(ge=2)] = 5
+    tests: DriftTestParams = DriftTestParams()
+    batch: BatchParams = BatchParams()
+
+    @field_validator("current")
+    @classmethod
+    def _is_a_table(cls, current: str) -> str:
+        if not current.lower().endswith((".csv", ".parquet", ".pq")):
+            raise ValueError("must name a .csv or .parquet file")
+        return current
+
+
+class ExportParams(Section):
+    """How the ONNX export is checked, and what happens when a model cannot be converted."""
+
+    # Largest |probability difference| allowed between ONNX and scikit-learn on the test split.
+    # Above 1e-3 a real conversion bug (one flipped split of a 1000-tree forest) would pass.
+    tolerance: Annotated[float, Field(gt=0, le=1e-3)] = 1e-5
+    # error: fail the stage; fallback: write an empty models/model.onnx, serve scikit-learn.
+    on_unsupported: Literal["error", "fallback"] = "error"
+
+
 class Params(Section):
     generate: GenerateParams = GenerateParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     featurize: FeaturizeParams = FeaturizeParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
+    monitor: MonitorParams = MonitorParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,0 +1,115 @@
+"""``mlrepo drift``: load the two samples, test them, write the report, choose the exit code.
+
+Exit codes, for schedulers: 0 no drift; 3 drift (of the dataset or of the predicted classes);
+2 a user error (missing columns, empty window, unreadable file...; ``errors.run_cli``). Not 1:
+Python exits with 1 on a crash, which must not read as "drift".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlrepo.errors import MlrepoError
+from mlrepo.logs import get_logger, timed
+from mlrepo.monitor.drift import PREDICTION, DriftResult, check_columns, detect_drift
+from mlrepo.monitor.log_window import default_url, parse_window, read_window
+from mlrepo.monitor.sources import (
+    Current,
+    Reference,
+    load_current,
+    load_reference,
+    predicted_classes,
+)
+from mlrepo.params import MonitorParams
+
+EXIT_NO_DRIFT = 0
+EXIT_DRIFT = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: DriftResult
+    sources: dict[str, str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_DRIFT if self.result.drift else EXIT_NO_DRIFT
+
+    def as_dict(self) -> dict[str, Any]:
+        log = {"log": self.details} if self.details else {}
+        return {**self.result.as_dict(), "sources": self.sources, **log}
+
+    def summary(self) -> str:
+        head = "".join(f"{key}: {value}\n" for key, value in self.sources.items())
+        if self.result.prediction is None:
+            head += "prediction drift: not tested (no model; pass --model REF)\n"
+        return head + self.result.summary()
+
+
+def plots_folder(report: Path) -> Path:
+    """Where a report's plots go: ``reports/drift.md`` -> ``reports/drift_plots/``."""
+    return report.with_name(f"{report.stem}_plots")
+
+
+def run_drift(
+    reference: str,
+    params: MonitorParams,
+    *,
+    current: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    last: str | None = None,
+    database_url: str | None = None,
+    model: str | None = None,
+    root: str | Path = ".",
+    target: str = "target",
+    report: Path | None = None,
+) -> Outcome:
+    """Compare ``current`` (a table) or a window of the prediction log with ``reference``."""
+    if current is not None and until is not None:
+        raise MlrepoError("--until belongs to a log window (--since or --last), not to --current")
+    window = None if current is not None else parse_window(since, until, last)
+    log = get_logger()
+    with timed("loading the reference"):
+        ref = load_reference(reference, model, root, target)
+        check_columns(ref.frame, ref.features, ref.label)
+    with timed("loading the current data"):
+        if window is None:
+            assert current is not None
+            cur = load_current(current)
+        else:
+            cur = read_window(database_url or default_url(), window)
+        check_columns(cur.frame, ref.features, cur.label)
+    log.info("reference %d rows, current %d rows", len(ref.frame), len(cur.frame))
+    predictions = None
+    if ref.predictor is not None:
+        with timed("predicting classes"):
+            predictions = _predictions(ref, cur)
+    with timed("drift tests"):
+        result = detect_drift(ref.frame, cur.frame, ref.features, params, predictions)
+    sources = {"reference": ref.label, "current": cur.label}
+    if ref.model is not None:
+        sources["model"] = ref.model
+    if report is not None:
+        from mlrepo.monitor.report import write_report  # matplotlib: imported when needed
+
+        samples = {f.name: (ref.frame[f.name], cur.frame[f.name]) for f in ref.features}
+        if predictions is not None:
+            samples[PREDICTION] = predictions
+        with timed("writing the report"):
+            write_report(result, samples, report, plots_folder(report), sources)
+        log.info("report written to %s", report)
+    return Outcome(result, sources, cur.details)
+
+
+def _predictions(ref: Reference, cur: Current) -> tuple[pd.Series, pd.Series]:
+    assert ref.predictor is not None
+    reference = predicted_classes(ref.predictor, ref.frame, "reference")
+    if cur.predicted is not None:  # the classes the service predicted, as it logged them
+        return reference, cur.predicted
+    return reference, predicted_classes(ref.predictor, cur.frame, "current")

@@ -1,0 +1,152 @@
+"""Where the two samples come from: the reference (a table, or a registered model's training
+data) and the current data (a table, or a window of the service's prediction log), with the
+model that predicts their classes.
+
+The registry and the prediction log are imported only when a reference or a window needs them:
+both pull in slow imports (gto, dvc, SQLAlchemy) that a comparison of two files does not need.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlrepo.bundle import ModelBundle
+from mlrepo.errors import DataError, MlrepoError
+from mlrepo.io import TABLE_SUFFIXES, read_table
+from mlrepo.schema import Feature, FeatureSchema, categorical_as_str, infer_kind
+
+if TYPE_CHECKING:  # scikit-learn is imported only when a model is used
+    from mlrepo.predictor import Predictor
+
+# The training table a model was fitted on: the featurize stage's output in dvc.yaml.
+TRAINING_TABLE = "data/split/train.parquet"
+PREDICT_CHUNK_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class Reference:
+    frame: pd.DataFrame
+    features: list[Feature]
+    label: str  # how reports name it
+    predictor: Predictor | None = None
+    model: str | None = None  # how reports name the model
+
+
+@dataclass(frozen=True)
+class Current:
+    frame: pd.DataFrame
+    label: str
+    predicted: pd.Series | None = None  # classes recorded with the data (the prediction log)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def is_table(reference: str) -> bool:
+    return reference.lower().endswith(TABLE_SUFFIXES)
+
+
+def load_reference(
+    reference: str, model: str | None = None, root: str | Path = ".", target: str = "target"
+) -> Reference:
+    """A table path (``.csv``/``.parquet``) with an optional ``model`` reference for the schema
+    and the predictions, or a model reference: its training table at that model's revision.
+
+    Without a model the features are the table's columns but ``target``, kinds inferred.
+    """
+    if not is_table(reference):
+        if model is not None:
+            raise MlrepoError(
+                f"--model is for a table reference; '{reference}' is a model reference, which "
+                "brings its own model. Fix: drop --model, or pass the training table as "
+                "--reference with --model"
+            )
+        return _training_data_of(reference, Path(root))
+    frame = read_table(reference)
+    if model is None:
+        features = [
+            Feature(name=str(c), kind=infer_kind(frame[c])) for c in frame.columns if c != target
+        ]
+        return Reference(frame, features, reference)
+    bundle = _resolve(model, Path(root))
+    return Reference(frame, _schema(bundle).features, reference, *_model(bundle))
+
+
+def _training_data_of(ref: str, root: Path) -> Reference:
+    from mlrepo.bundle import verify
+    from mlrepo.registry import find, resolve
+    from mlrepo.registry.snapshot import cached_bytes
+
+    target = find(ref, root)
+    bundle = resolve(ref, root)
+    snapshot = target.snapshot
+    md5s = snapshot.md5s()
+    md5 = md5s.get(TRAINING_TABLE)
+    where = f"{target.label} dvc.lock"
+    if md5 is None:
+        raise MlrepoError(
+            f"{where}: records no hash for {TRAINING_TABLE}, the model's training data. Fix: "
+            f"pass the table as --reference PATH with --model {ref}"
+        )
+    data = cached_bytes(snapshot, TRAINING_TABLE, md5)
+    if data is None:
+        raise MlrepoError(
+            f"{target.label}: {TRAINING_TABLE} (md5 {md5}) is neither in the DVC cache nor in "
+            "the workspace. Fix: `dvc fetch` it from the remote, or rebuild it with `dvc repro`"
+        )
+    verify("training data", TRAINING_TABLE, data, md5s, where)
+    try:
+        frame = pq.read_table(io.BytesIO(data)).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{target.label}: {TRAINING_TABLE} is not readable Parquet: {exc}"
+        ) from None
+    label = f"{TRAINING_TABLE} of {target.label}"
+    return Reference(frame, _schema(bundle).features, label, *_model(bundle))
+
+
+def _resolve(ref: str, root: Path) -> ModelBundle:
+    from mlrepo.registry import resolve
+
+    return resolve(ref, root)
+
+
+def _schema(bundle: ModelBundle) -> FeatureSchema:
+    return FeatureSchema.model_validate(bundle.metadata["feature_schema"])
+
+
+def _model(bundle: ModelBundle) -> tuple[Predictor, str]:
+    from mlrepo.predict import model_version
+    from mlrepo.predictor import load_predictor
+
+    return load_predictor(bundle), f"{model_version(bundle)} ({bundle.source})"
+
+
+def load_current(path: str) -> Current:
+    return Current(read_table(path), path)
+
+
+def predicted_classes(predictor: Predictor, frame: pd.DataFrame, role: str) -> pd.Series:
+    """The class ``predictor`` predicts for each row (as category labels), scored in chunks so
+    a large batch never needs its one-hot encoding in memory at once."""
+    classes = np.asarray(predictor.classes, dtype=object)
+    parts = []
+    for start in range(0, len(frame), PREDICT_CHUNK_ROWS):
+        chunk = frame.iloc[start : start + PREDICT_CHUNK_ROWS]
+        try:
+            proba = predictor.predict_proba(chunk)
+        except ValueError as exc:
+            raise DataError(
+                f"the model cannot score the {role} data: {str(exc).splitlines()[0]}. Fix: "
+                "give data the model accepts (e.g. no missing values unless it was trained "
+                "with some), or leave out --model to compare the features only"
+            ) from None
+        parts.append(classes[proba.argmax(axis=1)])
+    labels = np.concatenate(parts) if parts else np.asarray([], dtype=object)
+    return categorical_as_str(pd.Series(labels, dtype=object))

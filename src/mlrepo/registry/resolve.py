@@ -1,0 +1,70 @@
+"""A reference -> the model's verified bytes; nothing is deserialized here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from mlrepo.bundle import (
+    MODEL_FILES,
+    OPTIONAL_ROLES,
+    ModelBundle,
+    ModelIntegrityError,
+    read_workspace_bundle,
+    verify,
+)
+from mlrepo.errors import MlrepoError
+from mlrepo.registry.refs import Target, find
+from mlrepo.registry.snapshot import LOCK, cached_bytes
+from mlrepo.registry.tags import ARTIFACT
+
+
+def resolve(ref: str | None = None, root: str | Path = ".") -> ModelBundle:
+    """The files of the model ``ref`` names, each checked against its revision's dvc.lock.
+
+    ``ref`` None is the production model. For a git revision (a stage, a version, a sha...)
+    the bytes come from the DVC cache, or the workspace when its md5 is the recorded one; for
+    ``workspace`` or a folder, from that working tree. A file whose md5 differs from dvc.lock
+    raises ``ModelIntegrityError`` before anyone can unpickle it.
+    """
+    target = find(ref, Path(root))
+    if target.snapshot.sha is None:
+        return replace(read_workspace_bundle(target.snapshot.root), source=target.label)
+    return read_bundle(target)
+
+
+def read_bundle(target: Target) -> ModelBundle:
+    """The verified model files of a target at a git commit."""
+    snapshot = target.snapshot
+    md5s = snapshot.md5s()
+    where = f"{target.label} {LOCK}"
+    files: dict[str, bytes] = {}
+    for role, path in MODEL_FILES.items():
+        md5 = md5s.get(path)
+        if md5 is None:
+            if role in OPTIONAL_ROLES:
+                continue  # e.g. a version from before the export stage
+            raise ModelIntegrityError(
+                f"{where}: records no hash for {path}, so that commit holds no reproduced "
+                f"model. Fix: run `dvc repro`, commit {LOCK} and register that commit"
+            )
+        data = cached_bytes(snapshot, path, md5)
+        if data is None:
+            raise MlrepoError(
+                f"{target.label}: {path} (md5 {md5}) is neither in the DVC cache nor in the "
+                f"workspace. Fix: `dvc fetch --all-tags` downloads every registered version from "
+                f"the DVC remote, or rebuild it: `git checkout {snapshot.sha} && dvc repro`"
+            )
+        verify(role, path, data, md5s, where)  # the bytes are trusted only after this
+        files[role] = data
+    return ModelBundle(
+        files=files,
+        metadata=json.loads(files["metadata"]),
+        metrics=snapshot.metrics(),
+        name=ARTIFACT,
+        version=target.version.version if target.version else None,
+        stage=target.stage or (", ".join(target.stages) or None),
+        rev=snapshot.sha,
+        source=target.label,
+    )

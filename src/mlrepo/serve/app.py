@@ -1,0 +1,393 @@
+"""The HTTP service: a FastAPI app that loads one model version in its lifespan and serves it.
+
+``create_app(settings)`` builds the app; its lifespan deserializes the model once (ONNX, or the
+single-threaded scikit-learn fallback), starts the prediction-log writer and, on shutdown
+(SIGTERM to uvicorn), flushes the log. Endpoints: ``/health``, ``/ready``, ``/predict``,
+``/predict/batch``, ``/model``, ``/metrics``, and the OpenAPI docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from mlrepo.bundle import ModelBundle
+from mlrepo.predict import LoadedModel, from_bundle
+from mlrepo.serve.prediction_log import Entry, PredictionLog
+from mlrepo.serve.requests import BadRequest, RequestModels, detail
+from mlrepo.serve.settings import ServeSettings
+from mlrepo.serve.telemetry import CONTENT_TYPE, MetricsMiddleware, Telemetry
+
+log = logging.getLogger("mlrepo.serve")
+
+ENDPOINTS = ("/health", "/ready", "/predict", "/predict/batch", "/model", "/metrics")
+JSON_TYPES = ("application/json",)
+
+
+class Prediction(BaseModel):
+    """One record's prediction (documentation of the responses)."""
+
+    class_: Any = Field(alias="class", description="the class with the highest probability")
+    probabilities: dict[str, float] = Field(description="probability of each class, by class")
+
+
+class PredictResponse(Prediction):
+    request_id: str
+    model_version: str
+
+
+class BatchResponse(BaseModel):
+    request_id: str
+    model_version: str
+    predictions: list[Prediction] = Field(description="one per record, in input order")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: list[dict[str, Any]] = Field(
+        description="one per problem: field (the feature), type, msg, and row (from 1) in a batch"
+    )
+    request_id: str | None
+
+
+CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "malformed JSON"},
+    413: {"model": ErrorResponse, "description": "too many records or too large a body"},
+    415: {"model": ErrorResponse, "description": "not Content-Type: application/json"},
+    422: {"model": ErrorResponse, "description": "a field missing, unknown, of the wrong type..."},
+}
+
+
+class Serving:
+    """What the endpoints share: the model, its request contract, the log and the metrics."""
+
+    def __init__(self, settings: ServeSettings, bundle: ModelBundle | None) -> None:
+        self.settings = settings
+        self.bundle = bundle
+        self.telemetry = Telemetry(ENDPOINTS)
+        self.model: LoadedModel | None = None
+        self.requests: RequestModels | None = None
+        self.log: PredictionLog | None = None
+        self.classes: list[Any] = []
+        self.keys: list[str] = []  # the classes as JSON keys of the probabilities
+
+    def load(self) -> None:
+        if self.bundle is None:
+            from mlrepo.registry import resolve  # gto and dvc are slow to import
+
+            self.bundle = resolve(self.settings.model, root=self.settings.root)
+        model = from_bundle(self.bundle, self.settings.backend)
+        self.model = model
+        self.classes = list(model.predictor.classes)
+        self.keys = [str(c) for c in self.classes]
+        self.requests = RequestModels(model.predictor.schema, self.settings.max_batch_rows)
+        fallback = getattr(model.predictor, "fallback_reason", None)
+        if fallback:
+            log.warning("serving the scikit-learn fallback: %s", fallback)
+        self.telemetry.model_info.labels(
+            model.bundle.name,
+            model.version,
+            model.predictor.backend,
+            model.bundle.rev or "",
+            fallback or "",
+        ).set(1)
+        log.info(
+            "model %s %s loaded from %s (%s backend, %d features)",
+            model.bundle.name,
+            model.version,
+            model.bundle.source,
+            model.predictor.backend,
+            len(self.requests.names),
+        )
+
+    def start_log(self) -> None:
+        if self.settings.log is not None:
+            self.log = PredictionLog(self.settings.log, self.telemetry)
+            self.telemetry.log_queue.set_function(lambda: self.log.queued_rows if self.log else 0)
+            self.log.start()
+
+    def predict(self, frame: pd.DataFrame, request_id: str, started: float) -> dict[str, Any]:
+        """Check ``frame``, predict, queue the log rows; the JSON-ready predictions."""
+        assert self.model is not None and self.requests is not None
+        self.requests.check(frame)
+        proba = self.model.predictor.predict_proba(frame)
+        index = proba.argmax(axis=1)
+        predicted = [self.classes[i] for i in index]
+        rows = proba.tolist()
+        latency_ms = (time.perf_counter() - started) * 1000
+        if self.log is not None:
+            self.log.submit(
+                Entry(
+                    request_id=request_id,
+                    created_at=datetime.now(UTC),
+                    model_version=self.model.version,
+                    inputs=frame,
+                    predicted=predicted,
+                    classes=self.keys,
+                    proba=proba,
+                    latency_ms=latency_ms,
+                )
+            )
+        self.telemetry.count_predictions(self.keys, np.bincount(index, minlength=len(self.keys)))
+        return {
+            "request_id": request_id,
+            "model_version": self.model.version,
+            "predictions": [
+                {"class": c, "probabilities": dict(zip(self.keys, p, strict=True))}
+                for c, p in zip(predicted, rows, strict=True)
+            ],
+        }
+
+
+def create_app(settings: ServeSettings | None = None, bundle: ModelBundle | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment); ``bundle`` skips resolving
+    ``settings.model`` (the CLI resolves it first, to report a bad reference before starting)."""
+    serving = Serving(settings or ServeSettings.from_env(), bundle)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        serving.load()
+        serving.start_log()
+        # The model, pandas and the libraries are hundreds of thousands of long-lived objects;
+        # each full collection would walk them all (50-150 ms pauses, every few seconds once
+        # the prediction log allocates rows). Freezing them leaves only new objects to collect.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            if serving.log is not None:
+                log.info("flushing %d buffered prediction-log rows", serving.log.queued_rows)
+                serving.log.close()
+                log.info(
+                    "prediction log closed: %d rows written, %d dropped",
+                    serving.log.written,
+                    serving.log.dropped,
+                )
+
+    app = FastAPI(
+        title="mlrepo prediction service",
+        summary="Predictions of one model version, checked against its training feature schema",
+        lifespan=lifespan,
+    )
+    app.state.serving = serving
+    app.add_middleware(MetricsMiddleware, telemetry=serving.telemetry)
+    _add_error_handlers(app)
+    _add_routes(app, serving)
+    app.openapi = lambda: _openapi(app, serving)  # type: ignore[method-assign]
+    return app
+
+
+def serve(
+    settings: ServeSettings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    access_log: bool = False,
+    bundle: ModelBundle | None = None,
+) -> None:
+    """Run the service with uvicorn until SIGINT/SIGTERM, then shut down gracefully."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings, bundle),
+        host=host,
+        port=port,
+        access_log=access_log,
+        lifespan="on",
+        log_level=os.environ.get("MLREPO_LOG_LEVEL", "info").lower(),
+    )
+
+
+def _add_routes(app: FastAPI, serving: Serving) -> None:
+    @app.get("/health", summary="Liveness: the process answers (touches nothing)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        summary="Readiness: 200 once the model is loaded and the log database reachable, else 503",
+    )
+    async def ready() -> Response:
+        plog = serving.log
+        database: dict[str, Any] = {"status": "disabled"}
+        if plog is not None:
+            database = {
+                "status": plog.status,
+                "url": plog.engine.url.render_as_string(hide_password=True),
+                "error": plog.last_error,
+                "queued_rows": plog.queued_rows,
+                "written_rows": plog.written,
+                "dropped_rows": plog.dropped,
+            }
+        loaded = serving.model is not None
+        is_ready = loaded and (plog is None or plog.ready)
+        body = {
+            "ready": is_ready,
+            "model": {
+                "loaded": loaded,
+                "backend": serving.model.predictor.backend if serving.model else None,
+            },
+            "database": database,
+        }
+        return _json(body, 200 if is_ready else 503)
+
+    @app.post(
+        "/predict",
+        summary="Predict one record: a JSON object keyed by feature name",
+        responses={200: {"model": PredictResponse}, **CLIENT_ERRORS},
+    )
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        body = await _json_body(request, serving.settings.max_body_bytes)
+        assert serving.requests is not None
+        frame = serving.requests.record_frame(body)
+        result = serving.predict(frame, request_id, started)
+        one = result.pop("predictions")[0]
+        return _json({**one, **result}, 200, request_id)
+
+    @app.post(
+        "/predict/batch",
+        summary="Predict a list of records, or a columnar batch {columns, data}",
+        responses={200: {"model": BatchResponse}, **CLIENT_ERRORS},
+    )
+    async def predict_batch(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        body = await _json_body(request, serving.settings.max_body_bytes)
+        assert serving.requests is not None
+        requests = serving.requests
+
+        def work() -> dict[str, Any]:
+            return serving.predict(requests.batch_frame(body), request_id, started)
+
+        # Off the event loop: a 10k-record batch takes long enough to delay /health otherwise.
+        return _json(await run_in_threadpool(work), 200, request_id)
+
+    @app.get("/model", summary="The model served: version, git rev, metrics, params, schema")
+    async def model() -> Response:
+        assert serving.model is not None
+        loaded = serving.model
+        meta = loaded.bundle.metadata
+        return _json(
+            {
+                "name": loaded.bundle.name,
+                "version": loaded.version,
+                "registry_version": loaded.bundle.version,
+                "stage": loaded.bundle.stage,
+                "git_rev": loaded.bundle.rev,
+                "source": loaded.bundle.source,
+                "backend": loaded.predictor.backend,
+                "fallback_reason": getattr(loaded.predictor, "fallback_reason", None),
+                "estimator": meta.get("model"),
+                "params": meta.get("params"),
+                "metrics": loaded.bundle.metrics,
+                "cv": meta.get("cv"),
+                "classes": serving.classes,
+                "feature_schema": meta.get("feature_schema"),
+                "training_data": meta.get("training_data"),
+                "training_data_md5": (meta.get("training_data") or {}).get("md5"),
+                "versions": meta.get("versions"),
+            }
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
+    async def metrics() -> Response:
+        return Response(serving.telemetry.exposition(), media_type=CONTENT_TYPE)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> Response:
+        request_id = getattr(request.state, "request_id", None)
+        body = {"error": exc.message, "detail": exc.details, "request_id": request_id}
+        return _json(body, exc.status, request_id)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("request %s failed", request_id)
+        return _json({"error": "internal error", "request_id": request_id}, 500, request_id)
+
+
+def _request_id(request: Request) -> str:
+    request_id = uuid.uuid4().hex
+    request.state.request_id = request_id
+    return request_id
+
+
+async def _json_body(request: Request, limit: int) -> bytes:
+    """The body of a JSON request: 415 for another content type, 413 beyond ``limit`` bytes."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in JSON_TYPES:
+        raise BadRequest(
+            415,
+            "the body must be JSON",
+            [detail(None, "content_type", f"send Content-Type: application/json, not "
+                    f"'{content_type or 'none'}'")],
+        )  # fmt: skip
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> BadRequest:
+    return BadRequest(
+        413,
+        f"the body is larger than {limit} bytes",
+        [detail(None, "body_too_large", "send smaller batches")],
+    )
+
+
+def _json(body: Any, status: int = 200, request_id: str | None = None) -> Response:
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _openapi(app: FastAPI, serving: Serving) -> dict[str, Any]:
+    """The OpenAPI document, with the request bodies generated from the feature schema."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    if serving.requests is not None:
+        bodies = {
+            "/predict": serving.requests.record_schema(),
+            "/predict/batch": serving.requests.batch_schema(),
+        }
+        for path, body in bodies.items():
+            schema["paths"][path]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body}},
+            }
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,389 @@
+"""The prediction log: every prediction the service makes, written to a database off the request
+path.
+
+``PredictionLog.submit`` runs on the request path and only appends the request's predictions to
+an in-memory buffer (no I/O, no per-row work). A background thread takes up to ``batch_rows``
+rows at a time (or what is there every ``flush_seconds``) and inserts them in one transaction
+with SQLAlchemy Core. Any SQLAlchemy URL works: a SQLite file by default, PostgreSQL through
+``postgresql://`` (psycopg 3).
+
+When the database cannot be reached the rows stay buffered, ``status`` turns ``down`` (``/ready``
+answers 503, ``mlrepo_prediction_log_database_up`` is 0) and the thread retries with exponential
+backoff; an idle thread pings the database every ``ping_seconds`` so an outage shows even
+without traffic. The buffer is bounded: beyond ``max_rows`` queued rows the **oldest** are
+dropped, so a long outage keeps the most recent traffic, and each dropped row is counted in
+``mlrepo_prediction_log_dropped_rows_total{reason="buffer_full"}`` and logged. ``close`` (a
+graceful shutdown) writes everything buffered, waiting at most ``shutdown_seconds`` for an
+unreachable database; rows still unwritten then are counted with ``reason="shutdown"``.
+
+A row is unique per (request id, position in the request), so a batch retried after an
+ambiguous failure (committed, but the acknowledgement was lost) is not written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    make_url,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
+
+from mlrepo.serve.telemetry import Telemetry
+
+log = logging.getLogger("mlrepo.serve.prediction_log")
+
+metadata = MetaData()
+prediction_log = Table(
+    "prediction_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("request_id", String(64), nullable=False),
+    Column("position", Integer, nullable=False),  # row of the record in its request, from 0
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_version", String(128), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("predicted_class", String(256), nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    UniqueConstraint("request_id", "position", name="uq_prediction_log_request_position"),
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One request's predictions, as the request path hands them over."""
+
+    request_id: str
+    created_at: datetime
+    model_version: str
+    inputs: pd.DataFrame  # the checked feature values, one row per record
+    predicted: list[Any]  # predicted class per record
+    classes: list[str]  # probability keys, in column order of ``proba``
+    proba: np.ndarray
+    latency_ms: float
+
+    def rows(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Rows ``start:stop`` for the table, their JSON already serialized (the writer thread
+        holds the GIL while it works, so its cost is the requests' cost too)."""
+        names = [str(c) for c in self.inputs.columns]
+        # One conversion of the block (Python floats and strings), not one per column: a
+        # single-record entry would otherwise cost ~1 ms of pandas overhead.
+        values = self.inputs.iloc[start:stop].to_numpy(dtype=object).tolist()
+        inputs = [JsonText(_dumps(dict(zip(names, row, strict=True)))) for row in values]
+        return [
+            {
+                "request_id": self.request_id,
+                "position": position,
+                "created_at": self.created_at,
+                "model_version": self.model_version,
+                "inputs": row,
+                "predicted_class": str(self.predicted[position]),
+                "probabilities": JsonText(_dumps(dict(zip(self.classes, p, strict=True)))),
+                "latency_ms": self.latency_ms,
+            }
+            for position, row, p in zip(
+                range(start, stop), inputs, self.proba[start:stop].tolist(), strict=True
+            )
+        ]
+
+
+class JsonText(str):
+    """A value already serialized to JSON: the engine's JSON serializer passes it through."""
+
+
+def _dumps(value: Any) -> str:
+    # orjson writes NaN as null (PostgreSQL rejects the NaN token) and is several times faster.
+    return orjson.dumps(value).decode()
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, JsonText) else _dumps(value)
+
+
+@dataclass
+class _Pending:
+    entry: Entry
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class LogSettings:
+    url: str = "sqlite:///predictions.db"
+    max_rows: int = 100_000  # buffered rows beyond which the oldest are dropped
+    batch_rows: int = 1_000  # rows per INSERT transaction
+    flush_seconds: float = 0.5  # longest a row waits before a write is attempted
+    retry_min_seconds: float = 0.1  # backoff after a failure, doubling up to the max
+    retry_max_seconds: float = 5.0
+    ping_seconds: float = 1.0  # an idle writer checks the database this often
+    shutdown_seconds: float = 10.0  # how long close() waits for an unreachable database
+    connect_timeout_seconds: float = 2.0
+    extra: dict[str, Any] = field(default_factory=dict)  # more create_engine() arguments
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 (SQLAlchemy's default is psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def build_engine(settings: LogSettings) -> Engine:
+    url = make_url(engine_url(settings.url))
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        connect_args["timeout"] = settings.connect_timeout_seconds  # waiting for a lock
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    elif url.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = max(1, round(settings.connect_timeout_seconds))
+    return create_engine(
+        url,
+        json_serializer=_json,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        **settings.extra,
+    )
+
+
+class PredictionLog:
+    """Buffers predictions and writes them in batches from a background thread."""
+
+    def __init__(self, settings: LogSettings, telemetry: Telemetry | None = None) -> None:
+        if settings.batch_rows > settings.max_rows:
+            raise ValueError("batch_rows must not exceed max_rows")
+        self.settings = settings
+        self.telemetry = telemetry
+        self.engine = build_engine(settings)
+        self.status = "connecting"  # connecting | up | down
+        self.last_error: str | None = None
+        self.written = 0
+        self.dropped = 0
+        self._queue: deque[_Pending] = deque()
+        self._rows = 0
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._deadline = float("inf")
+        self._table_ready = False
+        self._last_contact = 0.0
+        self._last_drop_warning = 0.0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "up"
+
+    @property
+    def queued_rows(self) -> int:
+        return self._rows
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, entry: Entry) -> None:
+        """Queue ``entry``'s rows; never blocks on the database, never raises."""
+        size = len(entry.inputs)
+        with self._cond:
+            self._queue.append(_Pending(entry, 0, size))
+            self._rows += size
+            dropped = self._trim()
+            if self._rows >= self.settings.batch_rows:
+                self._cond.notify()
+        if dropped:
+            self._count_dropped(dropped, "buffer_full")
+
+    def close(self) -> None:
+        """Write everything buffered (waiting at most ``shutdown_seconds`` for the database),
+        then stop the thread and release the connections."""
+        with self._cond:
+            self._stopping = True
+            self._deadline = time.monotonic() + self.settings.shutdown_seconds
+            self._cond.notify_all()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(self.settings.shutdown_seconds + 30)
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        backoff = self.settings.retry_min_seconds
+        while True:
+            with self._cond:
+                # Until the table exists, go straight on to reach the database (and be ready).
+                if (
+                    self._table_ready
+                    and not self._stopping
+                    and self._rows < self.settings.batch_rows
+                ):
+                    self._cond.wait(self.settings.flush_seconds)
+                stopping = self._stopping
+                batch = self._take(self.settings.batch_rows)
+            if stopping and not batch:
+                return
+            if self._write(batch) if batch else self._ping_if_due():
+                backoff = self.settings.retry_min_seconds
+                continue
+            if batch:
+                with self._cond:
+                    self._put_back(batch)
+                    dropped = self._trim()
+                if dropped:
+                    self._count_dropped(dropped, "buffer_full")
+            if stopping and time.monotonic() >= self._deadline:
+                with self._cond:
+                    lost = self._rows
+                    self._queue.clear()
+                    self._rows = 0
+                if lost:
+                    self._count_dropped(lost, "shutdown")
+                return
+            wait = min(backoff, max(0.0, self._deadline - time.monotonic()))
+            self._wake.wait(wait)
+            backoff = min(backoff * 2, self.settings.retry_max_seconds)
+
+    def _take(self, limit: int) -> list[_Pending]:
+        """Up to ``limit`` of the oldest queued rows (call with the lock held)."""
+        taken: list[_Pending] = []
+        while self._queue and limit > 0:
+            first = self._queue[0]
+            n = min(limit, first.size)
+            taken.append(_Pending(first.entry, first.start, first.start + n))
+            first.start += n
+            if first.size == 0:
+                self._queue.popleft()
+            limit -= n
+            self._rows -= n
+        return taken
+
+    def _put_back(self, taken: list[_Pending]) -> None:
+        for part in reversed(taken):
+            first = self._queue[0] if self._queue else None
+            if first is not None and first.entry is part.entry and first.start == part.stop:
+                first.start = part.start
+            else:
+                self._queue.appendleft(part)
+            self._rows += part.size
+
+    def _trim(self) -> int:
+        """Drop the oldest rows beyond ``max_rows`` (call with the lock held)."""
+        excess = self._rows - self.settings.max_rows
+        return sum(p.size for p in self._take(excess)) if excess > 0 else 0
+
+    def _write(self, batch: list[_Pending]) -> bool:
+        rows = [row for part in batch for row in part.entry.rows(part.start, part.stop)]
+        try:
+            self._ensure_table()
+            with self.engine.begin() as connection:
+                connection.execute(self._insert(), rows)
+        except SQLAlchemyError as exc:
+            self._failed(exc)
+            return False
+        self._reached()
+        self.written += len(rows)
+        if self.telemetry:
+            self.telemetry.log_written.inc(len(rows))
+        return True
+
+    def _ping_if_due(self) -> bool:
+        if self._table_ready and time.monotonic() - self._last_contact < self.settings.ping_seconds:
+            return True
+        try:
+            self._ensure_table()
+            with self.engine.connect() as connection:
+                # Reads the table, so a locked SQLite file counts as down, as it would for writes.
+                connection.execute(select(prediction_log.c.id).limit(1)).all()
+        except SQLAlchemyError as exc:
+            self._failed(exc)
+            return False
+        self._reached()
+        return True
+
+    def _ensure_table(self) -> None:
+        if not self._table_ready:
+            metadata.create_all(self.engine)
+            self._table_ready = True
+
+    def _insert(self) -> Insert:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(prediction_log).on_conflict_do_nothing(
+                index_elements=["request_id", "position"]
+            )
+        if dialect == "sqlite":
+            return sqlite.insert(prediction_log).on_conflict_do_nothing()
+        return prediction_log.insert()
+
+    def _reached(self) -> None:
+        if self.status != "up":
+            log.info("prediction log database %s is up", self._safe_url())
+        self.status = "up"
+        self.last_error = None
+        self._last_contact = time.monotonic()
+        if self.telemetry:
+            self.telemetry.log_db_up.set(1)
+
+    def _failed(self, exc: SQLAlchemyError) -> None:
+        cause = getattr(exc, "orig", None) or exc  # the driver's own message, without the SQL
+        message = (str(cause).strip() or type(cause).__name__).splitlines()[0]
+        if self.status != "down":
+            log.warning(
+                "prediction log database %s unreachable (%s); buffering up to %d rows and retrying",
+                self._safe_url(),
+                message,
+                self.settings.max_rows,
+            )
+        self.status = "down"
+        self.last_error = message
+        if self.telemetry:
+            self.telemetry.log_db_up.set(0)
+            self.telemetry.log_errors.inc()
+
+    def _count_dropped(self, rows: int, reason: str) -> None:
+        self.dropped += rows
+        if self.telemetry:
+            self.telemetry.log_dropped.labels(reason).inc(rows)
+        now = time.monotonic()
+        if reason == "shutdown" or now - self._last_drop_warning > 10:
+            self._last_drop_warning = now
+            log.warning(
+                "prediction log: %d row(s) dropped (%s); %d dropped since start",
+                rows,
+                "buffer full, oldest first"
+                if reason == "buffer_full"
+                else "database unreachable at shutdown",
+                self.dropped,
+            )
+
+    def _safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)

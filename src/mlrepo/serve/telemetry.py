@@ -1,0 +1,120 @@
+"""Prometheus metrics of the service, in a registry of its own (one per app, so tests can build
+several apps in one process), and the ASGI middleware that times every request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Sub-millisecond to seconds: the single-record budget is a few milliseconds.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
+)  # fmt: skip
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+OTHER = "other"
+
+
+class Telemetry:
+    """Every metric the service exports."""
+
+    def __init__(self, endpoints: Iterable[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.endpoints = frozenset(endpoints)
+        r = self.registry
+        self.requests = Counter(
+            "mlrepo_http_requests", "HTTP requests", ["endpoint", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "mlrepo_http_request_duration_seconds",
+            "Time from request received to response started",
+            ["endpoint", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "mlrepo_predictions", "Predicted records by predicted class", ["class"], registry=r
+        )
+        self.model_info = Gauge(
+            "mlrepo_model_info",
+            "The model being served (value 1)",
+            ["name", "version", "backend", "rev", "fallback"],
+            registry=r,
+        )
+        self.log_queue = Gauge(
+            "mlrepo_prediction_log_queue_rows",
+            "Predictions waiting to be written to the prediction log",
+            registry=r,
+        )
+        self.log_written = Counter(
+            "mlrepo_prediction_log_written_rows", "Predictions written to the log", registry=r
+        )
+        self.log_dropped = Counter(
+            "mlrepo_prediction_log_dropped_rows",
+            "Predictions never logged: the buffer was full (oldest dropped) or the database was "
+            "still unreachable when the shutdown timeout ran out",
+            ["reason"],
+            registry=r,
+        )
+        self.log_errors = Counter(
+            "mlrepo_prediction_log_write_errors",
+            "Failed attempts to reach the database",
+            registry=r,
+        )
+        self.log_db_up = Gauge(
+            "mlrepo_prediction_log_database_up",
+            "1 if the last attempt to reach the prediction-log database succeeded",
+            registry=r,
+        )
+        for reason in ("buffer_full", "shutdown"):
+            self.log_dropped.labels(reason)
+
+    def endpoint(self, path: str) -> str:
+        """The label for ``path``: the route, or 'other' (unknown paths must not add series)."""
+        return path if path in self.endpoints else OTHER
+
+    def count_predictions(self, classes: Iterable[object], counts: Iterable[int]) -> None:
+        for cls, count in zip(classes, counts, strict=True):
+            if count:
+                self.predictions.labels(str(cls)).inc(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts and times each HTTP request by endpoint, method and status (pure ASGI: no
+    per-request task or body buffering, unlike Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        started = False
+
+        async def send_and_time(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                self._observe(scope, int(message["status"]), time.perf_counter() - start)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_time)
+        except Exception:
+            if not started:  # the server error middleware outside answers 500
+                self._observe(scope, 500, time.perf_counter() - start)
+            raise
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        endpoint = self.telemetry.endpoint(scope["path"])
+        self.telemetry.requests.labels(endpoint, scope["method"], str(status)).inc()
+        self.telemetry.latency.labels(endpoint, str(status)).observe(seconds)

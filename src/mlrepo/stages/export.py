@@ -1,0 +1,363 @@
+"""Stage 6, export: the trained Pipeline as ONNX, checked against scikit-learn on the test split.
+
+The graph (skl2onnx, ZipMap off) takes one input per feature in schema order, numeric as double
+[N, 1] and categorical as string [N, 1], and outputs the label and the probabilities. Each part
+computes in the dtype scikit-learn uses, because a value that sits on a tree split (integer
+columns after scaling often do) goes the other way when compared in another precision:
+preprocessing, linear models and HistGradientBoosting (double thresholds, ai.onnx.ml opset 3) in
+float64; forests and GradientBoosting on a float32 cast of the features, as scikit-learn does;
+SVC's ONNX operator only has float32 coefficients. Parity on the whole test split is the gate:
+labels agree 100% and probabilities within ``export.tolerance``, else the stage fails naming the
+rows.
+
+When skl2onnx (or onnxruntime) cannot handle a step, e.g. a nullable categorical column's
+imputer, ``export.on_unsupported: error`` fails naming the estimator; ``fallback`` succeeds with
+an EMPTY ``models/model.onnx`` (DVC needs the output to exist) and ``"converted": false`` plus
+the reason in ``metrics/export.json``: the service and batch predictor then serve the
+hash-verified scikit-learn pipeline and say why. ``dvc.yaml`` runs ``python -m
+mlrepo.stages.export --model models/model.joblib --test data/split/test.parquet --schema
+data/schema.json --onnx models/model.onnx --metrics metrics/export.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import numpy as np
+import onnx
+import onnxruntime
+import pandas as pd
+import skl2onnx
+from onnx import numpy_helper
+from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
+from skl2onnx.operator_converters.random_forest import convert_sklearn_random_forest_classifier
+from skl2onnx.sklapi import CastTransformer
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.tree import DecisionTreeClassifier
+
+from mlrepo.errors import MlrepoError, run_cli
+from mlrepo.io import read_json, read_table, write_json, write_with
+from mlrepo.logs import get_logger, setup_logging, timed
+from mlrepo.metrics import predicted_labels
+from mlrepo.models import for_prediction
+from mlrepo.params import ExportParams, load_params
+from mlrepo.predictor import OnnxPredictor, OnnxUnavailableError
+from mlrepo.schema import FeatureSchema, coerce
+
+TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
+# scikit-learn's own trees predict on float32 features; HistGradientBoosting does not.
+FLOAT32_TREES = (
+    DecisionTreeClassifier,
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    RandomForestClassifier,
+)
+CONTAINERS = (Pipeline, ColumnTransformer, FeatureUnion)
+# Preprocessing steps that featurize adds because of a param, and the param that avoids them.
+STEP_FIXES = {"SimpleImputer": "set validate.missing to drop or error, so no imputer is needed"}
+MAX_ROWS_SHOWN = 5
+
+
+class UnsupportedModelError(MlrepoError):
+    """skl2onnx cannot convert a step of the pipeline, or onnxruntime cannot run the result."""
+
+
+class ParityError(MlrepoError):
+    """The ONNX graph predicts differently from the scikit-learn pipeline on the test split."""
+
+
+@dataclass(frozen=True)
+class Exported:
+    onnx_bytes: bytes  # empty when the pipeline was not converted (on_unsupported: fallback)
+    parity: dict[str, Any]  # metrics/export.json
+
+
+def export(
+    pipeline: Pipeline, test: pd.DataFrame, schema: FeatureSchema, params: ExportParams
+) -> Exported:
+    """Convert ``pipeline`` to ONNX and check it on ``test``; raise if they disagree."""
+    pipeline = for_prediction(pipeline)
+    summary: dict[str, Any] = {
+        "estimator": type(pipeline.steps[-1][1]).__name__,
+        "on_unsupported": params.on_unsupported,
+        "versions": {
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "skl2onnx": skl2onnx.__version__,
+        },
+    }
+    try:
+        onnx_bytes = to_onnx(pipeline, schema)
+        predictor = _session(onnx_bytes, schema, pipeline)
+    except UnsupportedModelError as exc:
+        if params.on_unsupported == "error":
+            raise
+        return Exported(b"", {**summary, "converted": False, "reason": str(exc)})
+    parity = compare(pipeline, predictor, test, schema, params.tolerance)
+    summary |= {"converted": True, "onnx_bytes": len(onnx_bytes), **parity}
+    summary["inputs"] = [
+        {"feature": f.name, "name": name, "type": t.type}
+        for f, name, t in zip(
+            schema.features, predictor.inputs, predictor.session.get_inputs(), strict=True
+        )
+    ]
+    summary["outputs"] = predictor.outputs
+    if not parity["passed"]:
+        raise ParityError(parity_message(parity))
+    return Exported(onnx_bytes, summary)
+
+
+def to_onnx(pipeline: Pipeline, schema: FeatureSchema) -> bytes:
+    """The ONNX bytes of ``pipeline``: byte-identical for the same pipeline and versions."""
+    model = pipeline.steps[-1][1]
+    if isinstance(model, FLOAT32_TREES):
+        steps = [*pipeline.steps[:-1], ("float32", CastTransformer(dtype=np.float32))]
+        pipeline = Pipeline([*steps, pipeline.steps[-1]])
+    kinds = {"numeric": DoubleTensorType([None, 1]), "categorical": StringTensorType([None, 1])}
+    try:
+        converted = skl2onnx.convert_sklearn(
+            pipeline,
+            name="mlrepo",  # the default is a random uuid: the bytes would differ every run
+            initial_types=[(f.name, kinds[f.kind]) for f in schema.features],
+            options={id(model): {"zipmap": False}},
+            target_opset=TARGET_OPSET,
+            custom_conversion_functions={HistGradientBoostingClassifier: _hist_gradient_boosting},
+        )
+    except Exception as exc:  # skl2onnx signals "unsupported" with many exception types
+        problem = f"skl2onnx {skl2onnx.__version__} cannot convert it: {_first_line(exc)}"
+        raise _unsupported(pipeline, _failing_estimator(exc), problem) from None
+    # skl2onnx collects the opsets in a set: their order would follow PYTHONHASHSEED.
+    opsets = sorted((o.domain, o.version) for o in converted.opset_import)
+    del converted.opset_import[:]
+    converted.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets)
+    return bytes(converted.SerializeToString())
+
+
+def _session(onnx_bytes: bytes, schema: FeatureSchema, pipeline: Pipeline) -> OnnxPredictor:
+    try:
+        return OnnxPredictor.from_bytes(onnx_bytes, schema)
+    except OnnxUnavailableError as exc:
+        # onnxruntime names the ONNX operator (Imputer); the step is the estimator named so.
+        match = re.search(r"implementation for (\w+)\(", str(exc))
+        leaves = [e for _, e in _components(pipeline) if not isinstance(e, CONTAINERS)]
+        named = [e for e in leaves if match and type(e).__name__.endswith(match.group(1))]
+        problem = f"onnxruntime {onnxruntime.__version__} cannot run the graph skl2onnx made"
+        problem += f" from it: {_first_line(exc).split('cannot load it: ')[-1]}"
+        raise _unsupported(pipeline, named[0] if named else None, problem) from None
+
+
+def _unsupported(pipeline: Pipeline, culprit: Any | None, problem: str) -> UnsupportedModelError:
+    """The error naming the estimator that cannot go to ONNX, and what to change."""
+    model = pipeline.steps[-1][1]
+    if culprit is None:
+        leaves = [e for _, e in _components(pipeline) if not isinstance(e, CONTAINERS)]
+        what = "a step of the pipeline (" + ", ".join(_describe(pipeline, e) for e in leaves) + ")"
+    else:
+        what = _describe(pipeline, culprit)
+    if type(culprit).__name__ in STEP_FIXES:
+        fix = STEP_FIXES[type(culprit).__name__]
+    elif culprit is None or culprit is model:
+        fix = "choose a train.model skl2onnx converts"
+    else:
+        fix = "change the preprocessing (featurize) so that it has no such step"
+    return UnsupportedModelError(
+        f"cannot export {what} to ONNX: {problem}. Fix: {fix}, or set export.on_unsupported:"
+        " fallback to serve the scikit-learn pipeline instead"
+    )
+
+
+def compare(
+    pipeline: Pipeline,
+    predictor: OnnxPredictor,
+    test: pd.DataFrame,
+    schema: FeatureSchema,
+    tolerance: float,
+) -> dict[str, Any]:
+    """Parity of the two backends on every row of ``test``; rows are numbered from 1."""
+    x = coerce(test, schema)  # what the predictors feed both backends
+    expected = pipeline.predict_proba(x)
+    onnx_labels, proba = predictor.run(x)
+    diff = np.abs(expected - proba.astype(np.float64)).max(axis=1)
+    # The labels served (argmax of the probabilities), and the graph's own label output.
+    served = (predicted_labels(expected, schema.classes), predicted_labels(proba, schema.classes))
+    sk_labels = np.asarray(pipeline.predict(x)).astype(str)
+    # An exact tie (e.g. 25 of 50 trees each way) is decided by the last bit of the sums, which
+    # float32 and float64 arithmetic round differently: a label may differ there and nowhere
+    # else. Such rows are counted as ties, not faults; the probabilities must still agree.
+    top_two = np.sort(expected, axis=1)[:, -2:]
+    tied = (top_two[:, 1] - top_two[:, 0]) <= tolerance
+    label_rows = np.flatnonzero((served[0] != served[1]) & ~tied)
+    predict_rows = np.flatnonzero((sk_labels != onnx_labels.astype(str)) & ~tied)
+    tie_flips = np.flatnonzero(
+        ((served[0] != served[1]) | (sk_labels != onnx_labels.astype(str))) & tied
+    )
+    over = np.flatnonzero(diff > tolerance)
+    worst = int(diff.argmax())
+    return {
+        "passed": not (len(label_rows) or len(predict_rows) or len(over)),
+        "rows": len(x),
+        "tolerance": tolerance,
+        "label_agreement": 1 - len(label_rows) / len(x),
+        "predict_agreement": 1 - len(predict_rows) / len(x),
+        "max_abs_proba_diff": float(diff[worst]),
+        "max_abs_proba_diff_row": worst + 1,
+        "rows_over_tolerance": len(over),
+        "tied_rows": int(tied.sum()),
+        "tied_rows_with_different_label": len(tie_flips),
+        "probability_dtype": str(proba.dtype),
+        "disagreements": {
+            "label_rows": [int(i) + 1 for i in label_rows[:MAX_ROWS_SHOWN]],
+            "predict_rows": [int(i) + 1 for i in predict_rows[:MAX_ROWS_SHOWN]],
+            "over_tolerance_rows": [int(i) + 1 for i in over[:MAX_ROWS_SHOWN]],
+        },
+    }
+
+
+def parity_message(parity: dict[str, Any]) -> str:
+    shown = {key: _rows(rows) for key, rows in parity["disagreements"].items()}
+    return (
+        f"the ONNX graph disagrees with scikit-learn on the test split ({parity['rows']} rows):"
+        f" labels agree on {parity['label_agreement']:.2%} ({shown['label_rows']}), the graph's"
+        f" label output on {parity['predict_agreement']:.2%} ({shown['predict_rows']}); largest"
+        f" |probability difference| {parity['max_abs_proba_diff']:.3g} at row"
+        f" {parity['max_abs_proba_diff_row']}, {parity['rows_over_tolerance']} row(s) above"
+        f" export.tolerance={parity['tolerance']} ({shown['over_tolerance_rows']}). A difference"
+        " this size is a conversion fault (e.g. a tree split decided in float32 that"
+        " scikit-learn decides in float64), not noise: find its cause rather than raising"
+        " export.tolerance; until then choose another train.model"
+    )
+
+
+def _rows(rows: list[int]) -> str:
+    return "e.g. rows " + ", ".join(map(str, rows)) if rows else "no rows"
+
+
+class _DoubleTrees:
+    """skl2onnx's container with its tree attributes kept in float64 (ai.onnx.ml opset 3).
+
+    skl2onnx 1.20 writes HistGradientBoosting thresholds as float32 (opset 1) although
+    scikit-learn compares float64 with float64, and passes bools that protobuf 7 rejects.
+    """
+
+    def __init__(self, scope: Any, container: Any, to: int | None) -> None:
+        self._scope, self._container, self._to = scope, container, to
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def add_node(self, op_type: str, inputs: Any, outputs: Any, **attrs: Any) -> Any:
+        if op_type != "TreeEnsembleClassifier":
+            return self._container.add_node(op_type, inputs, outputs, **attrs)
+        for key in ("nodes_values", "class_weights", "base_values", "nodes_hitrates"):
+            if key in attrs:
+                values = np.asarray(attrs.pop(key), dtype=np.float64)
+                attrs[f"{key}_as_tensor"] = numpy_helper.from_array(values)
+        flags = attrs["nodes_missing_value_tracks_true"]
+        attrs["nodes_missing_value_tracks_true"] = [int(flag) for flag in flags]
+        attrs["op_version"] = 3
+        if self._to is None:
+            return self._container.add_node(op_type, inputs, outputs, **attrs)
+        # The operator still outputs float32 probabilities; the pipeline declared float64.
+        proba = self._scope.get_unique_variable_name("probabilities_float32")
+        self._container.add_node(op_type, inputs, [outputs[0], proba], **attrs)
+        name = self._scope.get_unique_operator_name("Cast")
+        return self._container.add_node("Cast", [proba], [outputs[1]], name=name, to=self._to)
+
+
+def _hist_gradient_boosting(scope: Any, operator: Any, container: Any) -> None:
+    double = isinstance(operator.outputs[1].type, DoubleTensorType)
+    to = onnx.TensorProto.DOUBLE if double else None
+    convert_sklearn_random_forest_classifier(
+        scope, operator, _DoubleTrees(scope, container, to), op_version=3
+    )
+
+
+def _components(estimator: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """Every estimator inside ``estimator`` with its path of step names."""
+    yield "/".join(path), estimator
+    if isinstance(estimator, Pipeline):
+        children = [(name, step) for name, step in estimator.steps]
+    elif isinstance(estimator, ColumnTransformer):
+        children = [(name, step) for name, step, _ in estimator.transformers_]
+    elif isinstance(estimator, FeatureUnion):
+        children = list(estimator.transformer_list)
+    else:
+        children = []
+    for name, child in children:
+        if not isinstance(child, str):  # "drop" / "passthrough"
+            yield from _components(child, (*path, name))
+
+
+def _describe(pipeline: Pipeline, estimator: Any) -> str:
+    paths = [path for path, e in _components(pipeline) if e is estimator]
+    name = type(estimator).__name__
+    return f"{name} (step {paths[0]})" if paths and paths[0] else name
+
+
+def _failing_estimator(exc: BaseException) -> Any | None:
+    """The estimator skl2onnx was converting when it raised (innermost one on the stack)."""
+    found, tb = None, exc.__traceback__
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        operator = local.get("operator")
+        if operator is not None and hasattr(operator, "raw_operator"):
+            found = operator.raw_operator
+        elif hasattr(local.get("model"), "get_params"):
+            found = local["model"]
+        tb = tb.tb_next
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r" at 0x[0-9a-f]+", "", text).rstrip(".")  # no memory addresses in metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    for name in ("model", "test", "schema", "onnx", "metrics"):
+        parser.add_argument(f"--{name}", required=True)
+    args = parser.parse_args(argv)
+    log = setup_logging("export")
+    params = load_params(args.params).export
+    schema = FeatureSchema.model_validate(read_json(args.schema))
+    pipeline = joblib.load(args.model)
+    test = read_table(args.test)
+    with timed(f"export {type(pipeline.steps[-1][1]).__name__} ({len(test)} test rows)"):
+        exported = export(pipeline, test, schema, params)
+    write_with(args.onnx, lambda tmp: tmp.write_bytes(exported.onnx_bytes))
+    write_json(exported.parity, args.metrics)
+    parity = exported.parity
+    if not parity["converted"]:
+        get_logger().warning(
+            "no ONNX graph (export.on_unsupported=fallback), %s is empty: %s",
+            args.onnx,
+            parity["reason"],
+        )
+        return 0
+    log.info(
+        "%s: %d bytes; labels agree %.2f%%, max |proba diff| %.2g (tolerance %g)",
+        args.onnx,
+        parity["onnx_bytes"],
+        parity["label_agreement"] * 100,
+        parity["max_abs_proba_diff"],
+        parity["tolerance"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,284 @@
+"""The prediction log in real databases: N predictions give N rows, across an outage and a
+graceful shutdown, on a SQLite file and on a PostgreSQL server.
+
+PostgreSQL: a throwaway server started here with initdb/pg_ctl (as the ``postgres`` user when
+running as root), or the server of ``DATABASE_URL`` if it is a PostgreSQL URL (then the outage
+test, which stops and restarts the server, is skipped). Without either, the PostgreSQL tests are
+skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from serve_harness import Postgres, Project, Server, build_project, postgres_binaries, records
+
+from mlrepo.serve.prediction_log import engine_url, prediction_log
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return build_project(tmp_path_factory.mktemp("log"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres | str]:
+    """A server this session controls, or the URL of an external one (DATABASE_URL)."""
+    external = os.environ.get("DATABASE_URL", "")
+    if external.startswith(("postgresql", "postgres://")):
+        yield external
+        return
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip(
+            "PostgreSQL tests skipped: no initdb/pg_ctl found (apt-get install -y postgresql) "
+            "and DATABASE_URL is not a PostgreSQL URL"
+        )
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("PostgreSQL tests skipped: running as root and no 'postgres' user")
+    server = Postgres(binaries)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@dataclass
+class Database:
+    """One empty database for one test, and how to take it away and bring it back."""
+
+    url: str
+    outage: Callable[[], AbstractContextManager[None]] | None
+
+    def rows(self) -> list[Any]:
+        engine = sa.create_engine(engine_url(self.url))
+        try:
+            with engine.connect() as connection:
+                query = sa.select(prediction_log).order_by(prediction_log.c.id)
+                return list(connection.execute(query).mappings())
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "predictions.db"
+        yield Database(f"sqlite:///{path}", lambda: _sqlite_locked(path))
+        return
+    server: Postgres | str = request.getfixturevalue("postgres")
+    base = server if isinstance(server, str) else server.url
+    name = f"log_{uuid.uuid4().hex[:12]}"
+    # No pool: the outage test restarts the server, which ends every open connection.
+    admin = sa.create_engine(engine_url(base), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(engine_url(base)).set(database=name).render_as_string(hide_password=False)
+    outage = None if isinstance(server, str) else lambda: _stopped(server)
+    try:
+        yield Database(url, outage)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def _sqlite_locked(path: Any) -> Iterator[None]:
+    """Another process's exclusive lock: no one else can read or write the file meanwhile."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+
+
+@contextmanager
+def _stopped(server: Postgres) -> Iterator[None]:
+    server.stop()
+    try:
+        yield
+    finally:
+        server.start()
+
+
+def fast_log(url: str, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": url,
+        "MLREPO_LOG_FLUSH_SECONDS": "0.05",
+        "MLREPO_LOG_RETRY_MAX_SECONDS": "0.5",
+        "MLREPO_LOG_PING_SECONDS": "0.2",
+        **extra,
+    }
+
+
+@dataclass
+class Sent:
+    """What the clients were told: request id -> predictions, in order."""
+
+    answers: dict[str, list[dict[str, Any]]]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(p) for p in self.answers.values())
+
+
+def send(server: Server, project: Project, singles: int, batches: tuple[int, ...] = ()) -> Sent:
+    answers: dict[str, list[dict[str, Any]]] = {}
+    frame = project.features
+    for i in range(singles):
+        response = server.client.post("/predict", json=records(frame.iloc[[i % len(frame)]])[0])
+        assert response.status_code == 200, response.text
+        body = response.json()
+        answers[body["request_id"]] = [
+            {"class": body["class"], "probabilities": body["probabilities"]}
+        ]
+    for size in batches:
+        response = server.client.post("/predict/batch", json=records(frame.iloc[:size]))
+        assert response.status_code == 200, response.text
+        answers[response.json()["request_id"]] = response.json()["predictions"]
+    return Sent(answers)
+
+
+def assert_logged(database: Database, *sent: Sent, model_version: str) -> None:
+    """The log holds exactly one row per prediction sent, each as the client received it."""
+    rows = database.rows()
+    expected = {rid: p for s in sent for rid, p in s.answers.items()}
+    assert len(rows) == sum(s.rows for s in sent)
+    assert {(r["request_id"], r["position"]) for r in rows} == {
+        (rid, i) for rid, predictions in expected.items() for i in range(len(predictions))
+    }
+    for row in rows:
+        prediction = expected[row["request_id"]][row["position"]]
+        assert row["predicted_class"] == str(prediction["class"])
+        assert row["probabilities"] == prediction["probabilities"]
+        assert row["model_version"] == model_version
+        assert row["latency_ms"] > 0
+        assert set(row["inputs"]) == {f"num_{i:02d}" for i in range(8)} | {"cat_0", "cat_1"}
+
+
+def version(server: Server) -> str:
+    return str(server.client.get("/model").json()["version"])
+
+
+def test_graceful_shutdown_writes_every_buffered_prediction(
+    project: Project, database: Database
+) -> None:
+    # The writer would wait 60 s before writing: only the shutdown flush can write these rows.
+    env = {"DATABASE_URL": database.url, "MLREPO_LOG_FLUSH_SECONDS": "60"}
+    env["MLREPO_LOG_BATCH_ROWS"] = env["MLREPO_LOG_MAX_ROWS"] = "100000"
+    server = Server(project.root, env, "--model", "workspace")
+    try:
+        server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+        model_version = version(server)
+        sent = send(server, project, singles=12, batches=(1, 30))
+        assert server.ready()["database"]["queued_rows"] == sent.rows == 43
+        assert database.rows() == []
+    finally:
+        server.stop()
+    assert_logged(database, sent, model_version=model_version)
+    assert "prediction log closed: 43 rows written, 0 dropped" in server.output
+
+
+def test_predictions_made_during_an_outage_are_written_when_the_database_returns(
+    project: Project, database: Database
+) -> None:
+    if database.outage is None:
+        pytest.skip("the PostgreSQL server of DATABASE_URL is not ours to stop")
+    server = Server(project.root, fast_log(database.url), "--model", "workspace")
+    try:
+        server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+        model_version = version(server)
+        before = send(server, project, singles=5, batches=(10,))
+        server.wait_until(lambda: len(database.rows()) == before.rows, what="rows written")
+        with database.outage():
+            during = send(server, project, singles=6, batches=(20,))  # still answered
+            server.wait_until(lambda: server.ready()["http_status"] == 503, what="/ready 503")
+            ready = server.ready()
+            assert ready["database"]["status"] == "down" and ready["database"]["error"]
+            assert ready["database"]["queued_rows"] == during.rows
+            assert server.metric("mlrepo_prediction_log_database_up") == 0
+            assert server.metric("mlrepo_prediction_log_queue_rows") == during.rows
+        server.wait_until(lambda: server.ready()["http_status"] == 200, what="recovery")
+        after = send(server, project, singles=4)
+        assert server.metric("mlrepo_prediction_log_database_up") == 1
+        dropped = server.metric("mlrepo_prediction_log_dropped_rows_total", 'reason="buffer_full"')
+        assert dropped == 0
+    finally:
+        server.stop()
+    assert_logged(database, before, during, after, model_version=model_version)
+
+
+def test_a_full_buffer_drops_the_oldest_rows_and_counts_them(
+    tmp_path: Any, project: Project
+) -> None:
+    path = tmp_path / "predictions.db"
+    env = fast_log(f"sqlite:///{path}", MLREPO_LOG_MAX_ROWS="10", MLREPO_LOG_BATCH_ROWS="5")
+    server = Server(project.root, env, "--model", "workspace")
+    database = Database(f"sqlite:///{path}", None)
+    try:
+        server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+        with _sqlite_locked(path):
+            sent = send(server, project, singles=25)
+            dropped = 'reason="buffer_full"'
+            server.wait_until(
+                lambda: (
+                    server.metric("mlrepo_prediction_log_dropped_rows_total", dropped) == 15
+                    and server.ready()["database"]["queued_rows"] == 10
+                ),
+                what="15 dropped, 10 kept",
+            )
+        server.wait_until(lambda: len(database.rows()) == 10, what="the 10 kept rows written")
+    finally:
+        server.stop()
+    newest = list(sent.answers)[-10:]
+    assert [row["request_id"] for row in database.rows()] == newest
+
+
+def test_shutdown_with_the_database_away_gives_up_after_the_timeout_and_says_so(
+    tmp_path: Any, project: Project
+) -> None:
+    path = tmp_path / "predictions.db"
+    env = fast_log(f"sqlite:///{path}", MLREPO_LOG_SHUTDOWN_SECONDS="1")
+    server = Server(project.root, env, "--model", "workspace")
+    server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+    with _sqlite_locked(path):
+        send(server, project, singles=3)
+        started = time.monotonic()
+        server.stop()
+    assert time.monotonic() - started < 20
+    assert "3 row(s) dropped (database unreachable at shutdown)" in server.output
+
+
+def test_the_service_starts_and_answers_while_the_database_is_unreachable(
+    project: Project,
+) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/none"  # nothing listens on port 1
+    env = fast_log(url, MLREPO_LOG_SHUTDOWN_SECONDS="1")
+    server = Server(project.root, env, "--model", "workspace")
+    try:
+        ready = server.ready()
+        assert ready["http_status"] == 503 and ready["model"]["loaded"] is True
+        server.wait_until(lambda: server.ready()["database"]["status"] == "down", what="down")
+        assert send(server, project, singles=2).rows == 2
+        assert server.client.get("/health").status_code == 200
+    finally:
+        server.stop()
