@@ -97,7 +97,9 @@ def coerce(frame: pd.DataFrame, schema: FeatureSchema, *, lenient: bool = False)
     out = {}
     for feature in schema.features:
         column = frame[feature.name]
-        if feature.kind == "numeric":
+        if feature.kind == "numeric" and column.dtype == np.float64:
+            out[feature.name] = column  # the common case; to_numeric costs ms per call
+        elif feature.kind == "numeric":
             out[feature.name] = pd.to_numeric(
                 column, errors="coerce" if lenient else "raise"
             ).astype("float64")
@@ -110,6 +112,9 @@ def categorical_as_str(column: pd.Series) -> pd.Series:
     """Categories as Python strings in an object column, nulls as NaN (what OneHotEncoder wants)."""
     values = column.astype(object)
     mask = values.isna()
+    if isinstance(column.dtype, pd.StringDtype):
+        # Already strings: only the nulls need normalising (mapping each value is slow at 1M).
+        return values.where(~mask, np.nan)
     return values.where(mask, values.map(_category_str)).where(~mask, np.nan).astype(object)
 
 
