@@ -1,6 +1,7 @@
 """Stage 1, generate: the raw dataset, synthetic or read from the user's own table.
 
-``dvc.yaml`` runs ``python -m mlrepo.stages.generate --source-file FILE --out data/raw.parquet``.
+``dvc.yaml`` runs ``python -m mlrepo.stages.generate --out data/raw.parquet``; with
+``source: file`` it lists ``${generate.path}`` as a dependency, so a changed table re-runs it.
 """
 
 from __future__ import annotations
