@@ -18,6 +18,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
+from mlrepo import cores
 from mlrepo.params import TrainParams
 
 Factory = Callable[[dict[str, Any], int, int], ClassifierMixin]
@@ -36,11 +37,15 @@ FACTORIES: dict[str, Factory] = {
 
 
 def build_estimator(
-    params: TrainParams, overrides: dict[str, Any] | None = None
+    params: TrainParams, overrides: dict[str, Any] | None = None, threads: int | None = None
 ) -> ClassifierMixin:
-    """An unfitted classifier for ``params.model`` with its params section (plus ``overrides``)."""
+    """An unfitted classifier for ``params.model`` with its params section (plus ``overrides``).
+
+    ``threads`` is how many threads this one estimator may use (default: all of
+    ``train.n_jobs``); :mod:`mlrepo.cores` decides it when several fits share the cores.
+    """
     values = {**params.model_params().model_dump(), **(overrides or {})}
-    return FACTORIES[params.model](values, params.seed, params.n_jobs)
+    return FACTORIES[params.model](values, params.seed, threads or cores.resolve(params.n_jobs))
 
 
 def for_prediction(estimator: Any) -> Any:

@@ -140,6 +140,11 @@ class HistGradientBoostingParams(Section):
     max_depth: PositiveInt | None = None
     l2_regularization: Annotated[float, Field(ge=0)] = 0.0
     class_weight: Literal["balanced"] | None = None
+    # Hold out validation_fraction of the rows (split seeded by train.seed) and stop after
+    # n_iter_no_change rounds without gain; "auto" (scikit-learn's) turns it on above 10k rows.
+    early_stopping: Literal["auto", True, False] = "auto"
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    n_iter_no_change: PositiveInt = 10
 
 
 class LogisticRegressionParams(Section):
@@ -165,6 +170,10 @@ class TrainParams(Section):
     model: ModelName = "random_forest"
     seed: int = 42
     cv_folds: Annotated[int, Field(ge=2)] = 5
+    # CV (and search) runs on a stratified sample of at most this many rows, seeded by
+    # train.seed; the final model is fitted on every row. null = cross-validate on all rows.
+    cv_max_rows: PositiveInt | None = 100_000
+    # The most cores training uses at once, for every model: -1 all, -2 all but one, N exactly.
     n_jobs: int = -1
     search: Literal["none", "grid", "random"] = "none"
     search_space: dict[str, list[Any]] = {}
@@ -196,6 +205,13 @@ class TrainParams(Section):
             if not values:
                 raise ValueError(f"search_space.{key} is an empty list")
         return space
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _some_cores(cls, n_jobs: int) -> int:
+        if n_jobs == 0:
+            raise ValueError("n_jobs is 0; give -1 (every core), -2 (all but one) or a count >= 1")
+        return n_jobs
 
     @model_validator(mode="after")
     def _search_has_space(self) -> TrainParams:

@@ -120,6 +120,34 @@ def test_values_are_parsed_into_their_types() -> None:
             ["n_classes is 2", "one weight per class"],
             id="weights-length",
         ),
+        pytest.param(
+            {"train": {"n_jobs": 0}},
+            "train.n_jobs",
+            "0",
+            ["-1 (every core)", "a count >= 1"],
+            id="n_jobs-zero",
+        ),
+        pytest.param(
+            {"train": {"cv_max_rows": 0}},
+            "train.cv_max_rows",
+            "0",
+            ["greater than 0"],
+            id="cv_max_rows-zero",
+        ),
+        pytest.param(
+            {"train": {"hist_gradient_boosting": {"early_stopping": "yes"}}},
+            "train.hist_gradient_boosting.early_stopping",
+            "'yes'",
+            ["'auto'"],
+            id="early_stopping-word",
+        ),
+        pytest.param(
+            {"train": {"hist_gradient_boosting": {"validation_fraction": 1.5}}},
+            "train.hist_gradient_boosting.validation_fraction",
+            "1.5",
+            ["less than 1"],
+            id="validation_fraction-above-one",
+        ),
     ],
 )
 def test_bad_value_names_dotted_key_value_given_and_what_is_allowed(

@@ -261,8 +261,78 @@ def test_main_writes_model_metadata_and_metrics(
     meta = json.loads(first["meta"].read_text())
     assert meta["training_data"] == {"md5": file_md5(train_path), "rows": len(split.train)}
     metrics = json.loads(first["metrics"].read_text())
-    assert set(metrics) == {"cv", "best_params", "search"}
+    assert set(metrics) == {"cv", "cv_rows", "train_rows", "n_iter", "best_params", "search"}
+    assert metrics["cv_rows"] == metrics["train_rows"] == len(split.train)
     pipeline = joblib.load(first["model"])
     assert pipeline.named_steps["model"].n_jobs == 1
     proba = pipeline.predict_proba(split.test[schema.names])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_cv_runs_on_a_stratified_seeded_sample_and_the_final_fit_on_every_row(
+    split: Split, schema: FeatureSchema, small_train: MakeTrain
+) -> None:
+    params = small_train(cv_max_rows=120)
+    x, y = split.train[schema.names], split.train[schema.target]
+    sample_x, sample_y = train_stage.cv_sample(x, y, params)
+    assert len(sample_x) == 120
+    assert sample_x.index.is_monotonic_increasing  # rows keep their order
+    shares = y.value_counts(normalize=True)
+    assert (sample_y.value_counts(normalize=True) - shares).abs().max() < 0.02
+    again_x, _ = train_stage.cv_sample(x, y, params)
+    assert again_x.index.equals(sample_x.index)
+    trained = train(split.train, schema, split.preprocessor, params)
+    assert trained.cv_rows == 120
+    full = train(split.train, schema, split.preprocessor, small_train())
+    assert full.cv_rows == len(split.train)
+    assert trained.cv != full.cv
+    # The final model does not depend on how CV was sampled.
+    assert dumped(trained.pipeline) == dumped(full.pipeline)
+
+
+def test_a_sample_too_small_for_the_folds_names_cv_max_rows(
+    split: Split, schema: FeatureSchema, small_train: MakeTrain
+) -> None:
+    with pytest.raises(DataError, match=r"sampled for CV \(train.cv_max_rows\)"):
+        train(split.train, schema, split.preprocessor, small_train(cv_max_rows=4))
+
+
+@pytest.mark.parametrize("model", ["random_forest", "hist_gradient_boosting"])
+def test_results_do_not_depend_on_how_many_cores_train_uses(
+    split: Split, schema: FeatureSchema, small_train: MakeTrain, model: str
+) -> None:
+    space = {
+        "random_forest": {"max_depth": [2, 4]},
+        "hist_gradient_boosting": {"max_iter": [5, 10]},
+    }
+    runs = [
+        train(
+            split.train,
+            schema,
+            split.preprocessor,
+            small_train(model, n_jobs=n_jobs, search="grid", search_space=space[model]),
+        )
+        for n_jobs in (1, 2, -1)
+    ]
+    for other in runs[1:]:
+        assert other.candidates == runs[0].candidates
+        assert dumped(other.pipeline) == dumped(runs[0].pipeline)
+
+
+def test_early_stopping_is_seeded_and_its_rounds_are_recorded(
+    split: Split, schema: FeatureSchema, small_train: MakeTrain
+) -> None:
+    section = {"max_iter": 300, "early_stopping": True, "n_iter_no_change": 3}
+    params = small_train("hist_gradient_boosting", hist_gradient_boosting=section)
+    first = train(split.train, schema, split.preprocessor, params)
+    assert first.n_iter is not None and first.n_iter < 300
+    assert dumped(first.pipeline) == dumped(
+        train(split.train, schema, split.preprocessor, params).pipeline
+    )
+    other_seed = train(
+        split.train,
+        schema,
+        split.preprocessor,
+        small_train("hist_gradient_boosting", hist_gradient_boosting=section, seed=11),
+    )
+    assert dumped(other_seed.pipeline) != dumped(first.pipeline)

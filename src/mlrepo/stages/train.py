@@ -20,11 +20,16 @@ import pandas as pd
 import sklearn
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
-from sklearn.model_selection import ParameterGrid, ParameterSampler, StratifiedKFold
+from sklearn.model_selection import (
+    ParameterGrid,
+    ParameterSampler,
+    StratifiedKFold,
+    train_test_split,
+)
 from sklearn.pipeline import Pipeline
-from tqdm import tqdm
+from threadpoolctl import threadpool_limits
 
-from mlrepo import metrics
+from mlrepo import cores, metrics, progress
 from mlrepo.errors import DataError, run_cli
 from mlrepo.io import file_md5, read_json, read_table, write_json, write_with
 from mlrepo.logs import get_logger, setup_logging, timed
@@ -39,27 +44,74 @@ class Trained:
     cv: dict[str, float]
     best_params: dict[str, Any]
     candidates: list[dict[str, Any]]
+    cv_rows: int
+    n_iter: int | None  # boosting rounds of the final fit, where early stopping can cut them
+
+
+def cv_sample(x: pd.DataFrame, y: pd.Series, params: TrainParams) -> tuple[pd.DataFrame, pd.Series]:
+    """At most ``train.cv_max_rows`` rows, stratified and seeded, so CV does not cost k big fits."""
+    if params.cv_max_rows is None or len(x) <= params.cv_max_rows:
+        return x, y
+    keep, _ = train_test_split(
+        np.arange(len(x)), train_size=params.cv_max_rows, stratify=y, random_state=params.seed
+    )
+    keep.sort()  # the rows keep their file order, so folds do not depend on the sampler's order
+    return x.iloc[keep], y.iloc[keep]
 
 
 def cross_validate(
-    pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, classes: list[Any], params: TrainParams
-) -> dict[str, float]:
-    """Mean and std of each metric over stratified folds; preprocessing refitted per fold."""
-    folds = StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
-    scores: list[dict[str, float]] = []
-    splits = tqdm(
-        folds.split(x, y), total=params.cv_folds, desc="cv folds", leave=False, disable=None
+    unfitted: list[Pipeline], x: pd.DataFrame, y: pd.Series, classes: list[Any], params: TrainParams
+) -> list[dict[str, float]]:
+    """Mean and std of each metric over stratified folds, for each candidate pipeline.
+
+    Every (candidate, fold) fit is one task; :mod:`mlrepo.cores` runs them side by side. The
+    folds are the same for every candidate, and preprocessing is refitted inside each fold.
+    """
+    folds = list(
+        StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed).split(
+            x, y
+        )
     )
-    for train_idx, valid_idx in splits:
-        fold = clone(pipeline).fit(x.iloc[train_idx], y.iloc[train_idx])
-        proba = for_prediction(fold).predict_proba(x.iloc[valid_idx])
-        scores.append(metrics.summary(y.iloc[valid_idx].to_numpy(), proba, classes))
-    result = {}
-    for key in scores[0]:
-        values = np.array([s[key] for s in scores])
-        result[f"{key}_mean"] = float(values.mean())
-        result[f"{key}_std"] = float(values.std())
-    return result
+    tasks = [(c, f) for c in range(len(unfitted)) for f in range(len(folds))]
+    plan = cores.plan(len(tasks), len(folds[0][0]), params.n_jobs)
+    get_logger().info(
+        "cross-validating %d fit(s) on %d rows: %d at a time, %d thread(s) each",
+        len(tasks),
+        len(x),
+        plan.workers,
+        plan.threads,
+    )
+
+    def fit_fold(task: tuple[int, int]) -> dict[str, float]:
+        candidate, fold = task
+        train_idx, valid_idx = folds[fold]
+        pipeline = clone(unfitted[candidate])
+        pipeline.set_params(**_thread_params(pipeline, plan.threads))
+        with threadpool_limits(plan.threads, user_api="openmp"):
+            pipeline.fit(x.iloc[train_idx], y.iloc[train_idx])
+            proba = for_prediction(pipeline).predict_proba(x.iloc[valid_idx])
+        return metrics.summary(y.iloc[valid_idx].to_numpy(), proba, classes)
+
+    scores = list(progress.track(cores.run(fit_fold, tasks, plan.workers), len(tasks), "cv fits"))
+    results = []
+    for candidate in range(len(unfitted)):
+        mine = scores[candidate * len(folds) : (candidate + 1) * len(folds)]
+        summary = {}
+        for key in mine[0]:
+            values = np.array([s[key] for s in mine])
+            summary[f"{key}_mean"] = float(values.mean())
+            summary[f"{key}_std"] = float(values.std())
+        results.append(summary)
+    return results
+
+
+def _thread_params(pipeline: Pipeline, threads: int) -> dict[str, int]:
+    """Set every ``n_jobs`` of the pipeline to ``threads`` (the OpenMP ones go by threadpoolctl)."""
+    return {
+        key: threads
+        for key, value in pipeline.get_params().items()
+        if key.endswith("__n_jobs") and value is not None  # None: n_jobs has no effect there
+    }
 
 
 def candidates(params: TrainParams) -> list[dict[str, Any]]:
@@ -80,27 +132,51 @@ def train(
 ) -> Trained:
     """Cross-validate each candidate, pick the best by ``train.scoring``, fit it on all of train."""
     x, y = frame[schema.names], frame[schema.target]
-    smallest = int(y.value_counts().min())
+    cv_x, cv_y = cv_sample(x, y, params)
+    smallest = int(cv_y.value_counts().min())
     if smallest < params.cv_folds:
+        sampled = (
+            f" of the {len(cv_x)} sampled for CV (train.cv_max_rows)" if len(cv_x) < len(x) else ""
+        )
         raise DataError(
             f"train.cv_folds={params.cv_folds} but the smallest class has {smallest} training"
-            f" row(s); each fold needs one. Fix: lower train.cv_folds or add data"
+            f" row(s){sampled}; each fold needs one. Fix: lower train.cv_folds or add data"
         )
     log = get_logger()
-    results = []
     settings = candidates(params)
-    for setting in tqdm(settings, desc="search", disable=None if len(settings) > 1 else True):
-        unfitted = Pipeline(
-            [("preprocess", clone(preprocessor)), ("model", build_estimator(params, setting))]
-        )
-        cv = cross_validate(unfitted, x, y, schema.classes, params)
-        results.append({"params": setting, "cv": cv})
-        if len(settings) > 1:
-            log.info("candidate %s: %s=%.4f", setting, params.scoring, _score(cv, params))
+    unfitted = [
+        Pipeline([("preprocess", clone(preprocessor)), ("model", build_estimator(params, s))])
+        for s in settings
+    ]
+    scores = cross_validate(unfitted, cv_x, cv_y, schema.classes, params)
+    results = [{"params": s, "cv": cv} for s, cv in zip(settings, scores, strict=True)]
+    if len(settings) > 1:
+        for result in results:
+            log.info(
+                "candidate %s: %s=%.4f",
+                result["params"],
+                params.scoring,
+                _score(result["cv"], params),
+            )
     best = max(results, key=lambda r: _score(r["cv"], params))  # first best on ties
-    model = build_estimator(params, best["params"]).fit(preprocessor.transform(x), y)
+    plan = cores.plan(1, len(x), params.n_jobs)
+    log.info("final fit on %d rows with %d thread(s)", len(x), plan.threads)
+    model = build_estimator(params, best["params"], threads=plan.threads)
+    with (
+        threadpool_limits(plan.threads, user_api="openmp"),
+        progress.heartbeat(f"final {params.model} fit"),
+    ):
+        model.fit(preprocessor.transform(x), y)
     pipeline = Pipeline([("preprocess", preprocessor), ("model", for_prediction(model))])
-    return Trained(pipeline, best["cv"], best["params"], results if len(results) > 1 else [])
+    n_iter = getattr(model, "n_iter_", None)
+    return Trained(
+        pipeline,
+        best["cv"],
+        best["params"],
+        results if len(results) > 1 else [],
+        cv_rows=len(cv_x),
+        n_iter=None if n_iter is None else int(np.max(n_iter)),
+    )
 
 
 def _score(cv: dict[str, float], params: TrainParams) -> float:
@@ -147,7 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     write_with(args.model, lambda tmp: joblib.dump(trained.pipeline, tmp))
     write_json(metadata(trained, schema, params, file_md5(args.train), len(frame)), args.meta)
     write_json(
-        {"cv": trained.cv, "best_params": trained.best_params, "search": trained.candidates},
+        {
+            "cv": trained.cv,
+            "cv_rows": trained.cv_rows,
+            "train_rows": len(frame),
+            "n_iter": trained.n_iter,
+            "best_params": trained.best_params,
+            "search": trained.candidates,
+        },
         args.metrics,
     )
     log.info(
