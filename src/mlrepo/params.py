@@ -284,6 +284,11 @@ class MonitorParams(Section):
     distance_threshold: PositiveFloat = 0.1  # distance tests: drift at or above it
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # dataset drift: share of features
     min_distinct_numeric: Annotated[int, Field(ge=2)] = 5
+    # Fewer current rows than this: no verdict (error) or a verdict marked unreliable (warn).
+    min_current_rows: PositiveInt = 30
+    small_current: Literal["error", "warn"] = "error"
+    # Correction of the p-values of the feature tests for testing many columns at once.
+    correction: Literal["none", "bonferroni", "benjamini_hochberg"] = "none"
     tests: DriftTestParams = DriftTestParams()
     batch: BatchParams = BatchParams()
 

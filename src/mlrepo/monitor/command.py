@@ -91,7 +91,11 @@ def run_drift(
         with timed("predicting classes"):
             predictions = _predictions(ref, cur)
     with timed("drift tests"):
-        result = detect_drift(ref.frame, cur.frame, ref.features, params, predictions)
+        result = detect_drift(
+            ref.frame, cur.frame, ref.features, params, predictions, source=cur.label
+        )
+    if warning := result.small_sample_warning():
+        log.warning("%s: %s", cur.label, warning)
     sources = {"reference": ref.label, "current": cur.label}
     if ref.model is not None:
         sources["model"] = ref.model

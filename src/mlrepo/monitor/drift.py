@@ -5,12 +5,16 @@
 dataset drifts when at least ``drift_share`` of the features do. Given the predicted classes of
 both samples it also tests the predicted class distribution, as one more categorical column
 that does not count towards the share.
+
+Two guards keep the verdict honest: a current sample smaller than ``min_current_rows`` gets no
+verdict (``small_current: error``) or one marked unreliable (``warn``), and the p-values of the
+feature tests can be adjusted for testing many columns at once (``correction``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,13 +49,23 @@ class ColumnDrift:
     current_rows: int
     current_missing: int  # missing values in the current data (not tested)
     new_categories: tuple[str, ...] = ()  # categories the reference never had
+    # The p-value after the multiple-testing correction (None: not corrected); drift is
+    # decided on it when given.
+    adjusted: float | None = None
+    correction: str = "none"
 
     @property
     def statistic(self) -> str:
         return stattests.STATISTIC[self.test]
 
+    @property
+    def decided_on(self) -> float:
+        """The number compared with the threshold: the adjusted p-value, if there is one."""
+        return self.score if self.adjusted is None else self.adjusted
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "adjusted_score": None if self.adjusted is None else _rounded(self.adjusted),
             "current_missing": self.current_missing,
             "current_rows": self.current_rows,
             "drift": int(self.drift),
@@ -66,11 +80,16 @@ class ColumnDrift:
         }
 
     def evidence(self) -> str:
-        """The test and its outcome, e.g. ``ks p_value 1.2e-09 < 0.05``."""
-        relation = "<" if self.score < self.threshold else ">="
+        """The test and its outcome, e.g. ``ks p_value 1.2e-09 < 0.05`` or, corrected,
+        ``ks p_value 0.004 (Benjamini-Hochberg adjusted 0.09) >= 0.05``."""
+        relation = "<" if self.decided_on < self.threshold else ">="
         new = f"; new categories: {', '.join(self.new_categories)}" if self.new_categories else ""
+        adjusted = ""
+        if self.adjusted is not None:
+            name = stattests.CORRECTION_NAME[self.correction]
+            adjusted = f" ({name} adjusted {_short(self.adjusted)})"
         return (
-            f"{self.test} {self.statistic} {_short(self.score)} {relation} "
+            f"{self.test} {self.statistic} {_short(self.score)}{adjusted} {relation} "
             f"{_short(self.threshold)}{new}"
         )
 
@@ -88,6 +107,51 @@ class DriftResult:
     drift_share: float
     reference_rows: int
     current_rows: int
+    correction: str = "none"
+    p_value: float = 0.05  # the threshold of the p-value tests
+    min_current_rows: int = 1
+    # True when the current sample is below min_current_rows and small_current is warn.
+    too_few_rows: bool = False
+
+    @property
+    def n_p_value_tests(self) -> int:
+        return sum(column.statistic == "p_value" for column in self.features)
+
+    @property
+    def expected_false_alarms(self) -> float:
+        """Features expected to drift by chance alone without correction, if none drifted:
+        the number of p-value tests times the threshold."""
+        return self.n_p_value_tests * self.p_value
+
+    def multiple_testing(self) -> str:
+        """One sentence on the many tests: the correction applied, or the false alarms to
+        expect without one."""
+        n = self.n_p_value_tests
+        if n == 0:
+            return "no p-value test (distance tests only): no multiple-testing correction needed"
+        if self.correction == "none":
+            return (
+                f"{n} p-value tests at {self.p_value:g} without correction: about "
+                f"{self.expected_false_alarms:.1f} feature(s) drift by chance alone even when "
+                "nothing changed (monitor.correction can adjust for it)"
+            )
+        bound = (
+            "the chance of any false alarm"
+            if self.correction == "bonferroni"
+            else "the expected share of false alarms among the drifted features"
+        )
+        return (
+            f"{n} p-value tests, {stattests.CORRECTION_NAME[self.correction]} adjusted: "
+            f"{bound} is at most {self.p_value:g}"
+        )
+
+    def small_sample_warning(self) -> str | None:
+        if not self.too_few_rows:
+            return None
+        return (
+            f"only {self.current_rows} current row(s), fewer than monitor.min_current_rows "
+            f"({self.min_current_rows}): too few to judge drift, this verdict is unreliable"
+        )
 
     @property
     def n_drifted(self) -> int:
@@ -124,23 +188,30 @@ class DriftResult:
             "prediction_drift": int(self.prediction_drift),
             "rows": {"current": self.current_rows, "reference": self.reference_rows},
             "share_drifted": _rounded(self.share_drifted),
+            "too_few_rows": int(self.too_few_rows),
         }
 
     def as_dict(self) -> dict[str, Any]:
         """The metrics with every column's test: the full result, JSON-ready."""
         return {
             **self.metrics(),
+            "correction": self.correction,
             "drift_share": self.drift_share,
+            "expected_false_alarms": _rounded(self.expected_false_alarms),
+            "min_current_rows": self.min_current_rows,
             "features": {column.column: column.as_dict() for column in self.features},
             "prediction": self.prediction.as_dict() if self.prediction else None,
         }
 
     def summary(self) -> str:
         """A few lines for a terminal: the verdict, then the drifted columns."""
-        lines = [
+        warning = self.small_sample_warning()
+        lines = [f"WARNING: {warning}"] if warning else []
+        lines += [
             f"dataset drift: {'yes' if self.dataset_drift else 'no'} ({self.n_drifted} of "
             f"{len(self.features)} features drifted, {self.share_drifted:.0%}; the dataset "
-            f"drifts from {self.drift_share:.0%})"
+            f"drifts from {self.drift_share:.0%})",
+            f"multiple testing: {self.multiple_testing()}",
         ]
         if self.prediction is not None:
             lines.append(
@@ -192,20 +263,32 @@ def detect_drift(
     features: list[Feature],
     params: MonitorParams,
     predictions: tuple[pd.Series, pd.Series] | None = None,
+    source: str = "the current data",
 ) -> DriftResult:
     """Test every feature of ``current`` against ``reference``; ``predictions`` (reference,
     current) adds the test of the predicted class distribution.
 
     Both frames must have passed ``check_columns``. Missing values are left out of the tests;
-    a feature with no value at all in either frame is a ``DataError`` (nothing to compare).
+    a feature with no value at all in either frame is a ``DataError`` (nothing to compare), and
+    so is a current sample below ``params.min_current_rows`` unless ``small_current`` is warn.
     """
     if not features:
         raise DataError("no features to compare: the reference has no feature columns")
     if len(current) == 0:
-        raise DataError("the current data has no rows")
+        raise DataError(f"{source}: has no rows")
+    too_few = len(current) < params.min_current_rows
+    if too_few and params.small_current == "error":
+        raise DataError(
+            f"{source}: {len(current)} row(s), fewer than monitor.min_current_rows "
+            f"({params.min_current_rows}): too few to judge drift, so no verdict is given. "
+            "Fix: check a larger batch or a wider log window (e.g. --last 7d), or lower "
+            "monitor.min_current_rows, or set monitor.small_current: warn for a verdict "
+            "marked unreliable"
+        )
     tested = [
         column_drift(f.name, f.kind, reference[f.name], current[f.name], params) for f in features
     ]
+    tested = corrected(tested, params.correction)
     prediction = None
     if predictions is not None:
         prediction = column_drift(PREDICTION, "categorical", *predictions, params)
@@ -215,7 +298,30 @@ def detect_drift(
         drift_share=params.drift_share,
         reference_rows=len(reference),
         current_rows=len(current),
+        correction=params.correction,
+        p_value=params.p_value,
+        min_current_rows=params.min_current_rows,
+        too_few_rows=too_few,
     )
+
+
+def corrected(columns: list[ColumnDrift], method: str) -> list[ColumnDrift]:
+    """``columns`` with the p-values of their p-value tests adjusted together by ``method``
+    and the drift decided again on them; distance tests are left as they are."""
+    if method == "none":
+        return columns
+    tested = [i for i, column in enumerate(columns) if column.statistic == "p_value"]
+    adjusted = stattests.adjust(np.array([columns[i].score for i in tested]), method)
+    result = list(columns)
+    for i, value in zip(tested, adjusted, strict=True):
+        column = columns[i]
+        result[i] = replace(
+            column,
+            adjusted=float(value),
+            correction=method,
+            drift=stattests.drifted(column.test, float(value), column.threshold),
+        )
+    return result
 
 
 def column_drift(

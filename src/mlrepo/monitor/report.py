@@ -1,9 +1,10 @@
 """The human report of a drift result: Markdown with one small plot per drifted column.
 
 Plots show the reference and current distributions of a column (histograms on shared bins for
-numbers, category shares side by side otherwise). They are PNGs rendered with matplotlib's Agg
-backend and no metadata, and the Markdown holds no time or absolute path, so the same inputs
-give the same bytes (the monitor stage's outputs are tracked by DVC).
+numbers, category shares side by side otherwise), titled in plain words. They are PNGs rendered
+with matplotlib's Agg backend and no metadata, and the Markdown holds no time or absolute path,
+so the same inputs give the same bytes (the monitor stage's outputs are tracked by DVC).
+matplotlib is imported by the function that draws, so importing this module stays fast.
 """
 
 from __future__ import annotations
@@ -12,22 +13,22 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from mlrepo.errors import MlrepoError
 from mlrepo.io import write_with
 from mlrepo.monitor import stattests
-from mlrepo.monitor.drift import ColumnDrift, DriftResult, category_counts
-from mlrepo.plots import PNG_METADATA
+from mlrepo.monitor.drift import PREDICTION, ColumnDrift, DriftResult, category_counts
+from mlrepo.plots import PNG_METADATA, pyplot
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 MAX_BINS = 40
 MAX_CATEGORIES = 20  # the most frequent; the rest are summed as "(other)"
@@ -78,21 +79,26 @@ def render_markdown(result: DriftResult, sources: dict[str, str], images: dict[s
             f"**Prediction drift: {'detected' if result.prediction.drift else 'not detected'}**"
             f" — predicted class distribution: {result.prediction.evidence()}.",
         ]
-    lines.append("")
+    warning = result.small_sample_warning()
+    if warning:
+        lines += ["", f"**Warning: {warning}.**"]
+    lines += ["", f"Multiple testing: {result.multiple_testing()}.", ""]
     lines += [f"- {key}: `{value}`" for key, value in sources.items()]
     lines += [
         f"- rows: {result.reference_rows} reference, {result.current_rows} current",
         "",
         "## Every test",
         "",
-        "| column | kind | test | score | threshold | drift | current missing | new categories |",
-        "|---|---|---|---:|---:|---|---:|---|",
+        "| column | kind | test | score | adjusted | threshold | drift | current missing "
+        "| new categories |",
+        "|---|---|---|---:|---:|---:|---|---:|---|",
     ]
     columns = [*result.features, *([result.prediction] if result.prediction else [])]
     for column in columns:
         lines.append(
             f"| {column.column} | {_kind(column)} | {column.test} "
-            f"({column.statistic}) | {column.score:.4g} | {column.threshold:g} | "
+            f"({column.statistic}) | {column.score:.4g} | {_adjusted(column)} | "
+            f"{column.threshold:g} | "
             f"{'**yes**' if column.drift else 'no'} | {column.current_missing} | "
             f"{', '.join(column.new_categories)} |"
         )
@@ -111,6 +117,30 @@ def render_markdown(result: DriftResult, sources: dict[str, str], images: dict[s
             f"![{column.column}: reference vs current]({images[column.column]})",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _adjusted(column: ColumnDrift) -> str:
+    return "" if column.adjusted is None else f"{column.adjusted:.4g}"
+
+
+def plain_title(drift: ColumnDrift) -> tuple[str, str]:
+    """The plot's title in words: what moved, then the evidence a reader can check."""
+    name = "predicted class" if drift.column == PREDICTION else drift.column
+    verdict = "has drifted" if drift.drift else "has not drifted"
+    test = stattests.DESCRIPTION[drift.test].split(" (")[0]
+    side = "below" if drift.decided_on < drift.threshold else "at or above"
+    if drift.statistic == "p_value":
+        value = f"p-value {drift.score:.2g}"
+        if drift.adjusted is not None:
+            value += f" ({stattests.CORRECTION_NAME[drift.correction]}: {drift.adjusted:.2g})"
+        meaning = "the distributions differ" if drift.drift else "no clear difference"
+    else:
+        value = f"distance {drift.score:.2g}"
+        meaning = "the distributions differ" if drift.drift else "close enough"
+    evidence = f"{test} test: {value}, {side} the {drift.threshold:g} threshold: {meaning}"
+    if drift.new_categories:
+        evidence += f"; new categories: {', '.join(drift.new_categories)}"
+    return f"{name} {verdict} from the training data", evidence
 
 
 def _kind(column: ColumnDrift) -> str:
@@ -134,20 +164,27 @@ def plot_names(columns: list[str]) -> dict[str, str]:
 
 
 def plot_column(drift: ColumnDrift, reference: pd.Series, current: pd.Series, path: Path) -> None:
-    """Reference vs current distribution of one column, titled with its test."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    """Reference vs current distribution of one column, titled in plain words."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
     # Fixed margins: tight_layout would draw every figure twice.
-    fig.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.16)
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.82, bottom=0.17)
+    name = "predicted class" if drift.column == PREDICTION else drift.column
     if drift.group == "numeric":
         _histograms(ax, _numbers(reference), _numbers(current))
-        ax.set_ylabel("density")
+        ax.set_xlabel(f"{name} (value)", fontsize=11)
+        ax.set_ylabel("density (share of rows per unit)", fontsize=11)
     else:
         _category_bars(ax, reference, current)
-        ax.set_ylabel("share of rows")
-    ax.set_title(f"{drift.column}: {drift.evidence()}", fontsize=9)
+        ax.set_xlabel(f"{name} (category)", fontsize=11)
+        ax.set_ylabel("share of rows", fontsize=11)
+    headline, evidence = plain_title(drift)
+    fig.suptitle(headline, fontsize=14, y=0.975)
+    ax.set_title(textwrap.fill(evidence, 95), fontsize=10, color="0.25")
+    ax.tick_params(labelsize=10)
     ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # room for the legend above the bars
-    ax.legend(fontsize=8, loc="upper center", ncol=2, frameon=False)
-    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80, metadata=PNG_METADATA))
+    ax.legend(fontsize=10, loc="upper center", ncol=2, frameon=False)
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, metadata=PNG_METADATA))
     plt.close(fig)
 
 
@@ -156,18 +193,18 @@ def _numbers(values: pd.Series) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-def _histograms(ax: plt.Axes, reference: np.ndarray, current: np.ndarray) -> None:
+def _histograms(ax: Axes, reference: np.ndarray, current: np.ndarray) -> None:
     both = np.concatenate([reference, current])
     edges = np.histogram_bin_edges(both, bins=min(MAX_BINS, max(10, int(np.sqrt(len(both))))))
     samples = zip((reference, current), ("reference", "current"), COLORS, strict=True)
     for values, label, color in samples:
         density = np.histogram(values, bins=edges, density=True)[0]
         ax.stairs(
-            density, edges, fill=True, alpha=0.45, color=color, label=f"{label} ({len(values)})"
+            density, edges, fill=True, alpha=0.45, color=color, label=f"{label}: {len(values)} rows"
         )
 
 
-def _category_bars(ax: plt.Axes, reference: pd.Series, current: pd.Series) -> None:
+def _category_bars(ax: Axes, reference: pd.Series, current: pd.Series) -> None:
     counts = category_counts(reference.dropna(), current.dropna())
     ref_share = counts.reference / counts.reference.sum()
     cur_share = counts.current / counts.current.sum()
@@ -180,9 +217,9 @@ def _category_bars(ax: plt.Axes, reference: pd.Series, current: pd.Series) -> No
         cur_share = np.append(cur_share[top], cur_share[rest].sum())
     x = np.arange(len(labels))
     n_ref, n_cur = counts.reference.sum(), counts.current.sum()
-    ax.bar(x - 0.2, ref_share, width=0.4, label=f"reference ({n_ref})", color=COLORS[0])
-    ax.bar(x + 0.2, cur_share, width=0.4, label=f"current ({n_cur})", color=COLORS[1])
-    ax.set_xticks(x, labels, rotation=45 if len(labels) > 6 else 0, fontsize=8)
+    ax.bar(x - 0.2, ref_share, width=0.4, label=f"reference: {n_ref} rows", color=COLORS[0])
+    ax.bar(x + 0.2, cur_share, width=0.4, label=f"current: {n_cur} rows", color=COLORS[1])
+    ax.set_xticks(x, labels, rotation=45 if len(labels) > 6 else 0)
 
 
 def replace_folder(folder: Path, fill: Callable[[Path], None]) -> None:

@@ -164,6 +164,32 @@ DESCRIPTION = {
 }
 
 
+CORRECTION_NAME = {
+    "none": "no correction",
+    "bonferroni": "Bonferroni",
+    "benjamini_hochberg": "Benjamini-Hochberg",
+}
+
+
+def adjust(p_values: np.ndarray, method: str) -> np.ndarray:
+    """The p-values adjusted for testing them all at once (``none``: unchanged).
+
+    ``bonferroni`` bounds the chance of any false alarm by the threshold; ``benjamini_hochberg``
+    bounds the expected share of false alarms among the drifted columns (scipy's
+    ``false_discovery_control``).
+    """
+    p_values = np.asarray(p_values, dtype="float64")
+    if method == "none" or len(p_values) == 0:
+        return p_values
+    if method == "bonferroni":
+        return np.minimum(p_values * len(p_values), 1.0)
+    if method == "benjamini_hochberg":
+        from scipy.stats import false_discovery_control
+
+        return np.asarray(false_discovery_control(p_values, method="bh"), dtype="float64")
+    raise ValueError(f"unknown correction {method!r}")
+
+
 def group_of(numeric: bool, n_values: int, params: MonitorParams) -> Group:
     """``numeric`` for a numeric column with more than ``min_distinct_numeric`` distinct values
     (reference and current together), ``binary`` for at most two values, else ``categorical``."""

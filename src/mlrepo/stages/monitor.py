@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             predicted_classes(predictor, reference, "reference"),
             predicted_classes(predictor, current, "current"),
         )
-        result = detect_drift(reference, current, features, params, predictions)
+        result = detect_drift(
+            reference, current, features, params, predictions, source=args.current
+        )
     sources = {"reference": args.reference, "current": args.current, "model": str(args.model)}
     write_json(result.metrics(), args.metrics)
     write_json({**result.as_dict(), "sources": sources}, args.result)
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_verdict(log: logging.Logger, result: DriftResult, current: str) -> None:
+    if warning := result.small_sample_warning():
+        log.warning("%s: %s", current, warning)
     verdict = "DRIFT" if result.drift else "no drift"
     log.info(
         "%s: %s (%d of %d features drifted; prediction drift: %s)",
@@ -84,6 +88,7 @@ def _log_verdict(log: logging.Logger, result: DriftResult, current: str) -> None
         len(result.features),
         "yes" if result.prediction_drift else "no",
     )
+    log.info("multiple testing: %s", result.multiple_testing())
 
 
 if __name__ == "__main__":
