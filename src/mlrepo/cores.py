@@ -20,6 +20,7 @@ from typing import TypeVar
 ROWS_PER_THREAD = 50_000
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def available() -> int:
@@ -51,7 +52,7 @@ def plan(n_fits: int, n_rows: int, n_jobs: int) -> Plan:
     return Plan(1, max(1, min(cores, n_rows // ROWS_PER_THREAD)))
 
 
-def run(task: Callable[[T], object], items: Sequence[T], workers: int) -> Iterator[object]:
+def run(task: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
     """``task(item)`` for every item, ``workers`` at a time, results in the order of ``items``.
 
     Threads, since the fits release the GIL (tree building, OpenMP loops). Through joblib, so a
