@@ -92,7 +92,11 @@ def cross_validate(
             proba = for_prediction(pipeline).predict_proba(x.iloc[valid_idx])
         return metrics.summary(y.iloc[valid_idx].to_numpy(), proba, classes)
 
-    scores = list(progress.track(cores.run(fit_fold, tasks, plan.workers), len(tasks), "cv fits"))
+    # OpenMP limits hold per thread (set inside each task); BLAS limits are process-wide.
+    with threadpool_limits(plan.threads, user_api="blas"):
+        scores = list(
+            progress.track(cores.run(fit_fold, tasks, plan.workers), len(tasks), "cv fits")
+        )
     results = []
     for candidate in range(len(unfitted)):
         mine = scores[candidate * len(folds) : (candidate + 1) * len(folds)]
@@ -163,7 +167,7 @@ def train(
     log.info("final fit on %d rows with %d thread(s)", len(x), plan.threads)
     model = build_estimator(params, best["params"], threads=plan.threads)
     with (
-        threadpool_limits(plan.threads, user_api="openmp"),
+        threadpool_limits(plan.threads),
         progress.heartbeat(f"final {params.model} fit"),
     ):
         model.fit(preprocessor.transform(x), y)
