@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +108,14 @@ def _add_registry(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from mlrepo.predict import load_model, predict_file  # imports the registry: slow
+    from mlrepo.predict import load_model, predict_file, show_progress  # registry: slow
 
     log = setup_logging("predict")
     model = load_model(args.model, args.backend)
-    done = predict_file(model.predictor, args.input, args.output, args.ids, args.chunk_rows)
+    progress = {"auto": show_progress(), "always": True, "never": False}[args.progress]
+    done = predict_file(
+        model.predictor, args.input, args.output, args.ids, args.chunk_rows, progress
+    )
     log.info(
         "%s: %d rows scored in %.1f s (%.0f rows/s) by model %s (%s)",
         args.output,
@@ -153,6 +157,13 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     predict.add_argument("--backend", choices=["auto", "onnx", "sklearn"], default="auto")
     predict.add_argument(
         "--chunk-rows", type=_positive_int, default=100_000, help="default: %(default)s"
+    )
+    predict.add_argument(
+        "--progress",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="rows scored so far on stderr; auto: only on a terminal and not in a DVC stage "
+        "(default: %(default)s)",
     )
     predict.set_defaults(run=_predict)
 
@@ -286,8 +297,21 @@ def _add_report(commands: Any) -> None:
     report.set_defaults(run=_report)
 
 
+def plain(doc: str | None) -> str:
+    """A docstring as terminal text: without the RST double backticks around code."""
+    return (doc or "").replace("``", "")
+
+
+def package_version() -> str:
+    try:
+        return version("mlrepo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlrepo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mlrepo", description=plain(__doc__))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument(
         "--params", default="params.yaml", help="params file (default: %(default)s)"
     )

@@ -160,8 +160,52 @@ class SvmParams(Section):
     class_weight: Literal["balanced"] | None = None
 
 
+class XGBoostParams(Section):
+    """XGBoost's scikit-learn classifier; early stopping named as in hist_gradient_boosting."""
+
+    n_estimators: PositiveInt = 200
+    learning_rate: PositiveFloat = 0.1
+    max_depth: PositiveInt = 6
+    min_child_weight: Annotated[float, Field(ge=0)] = 1.0
+    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 1.0
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    tree_method: Literal["hist", "approx", "exact"] = "hist"
+    max_bin: Annotated[int, Field(ge=2)] = 256
+    # Hold out validation_fraction of the rows (stratified, seeded by train.seed) and stop after
+    # n_iter_no_change rounds without gain in log loss; "auto" turns it on above 10k rows.
+    early_stopping: Literal["auto", True, False] = "auto"
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    n_iter_no_change: PositiveInt = 10
+
+
+class LightGBMParams(Section):
+    """LightGBM's scikit-learn classifier; early stopping named as in hist_gradient_boosting."""
+
+    n_estimators: PositiveInt = 200
+    learning_rate: PositiveFloat = 0.1
+    num_leaves: Annotated[int, Field(ge=2, le=131072)] = 31
+    max_depth: PositiveInt | None = None  # None: no limit but num_leaves
+    min_child_samples: PositiveInt = 20
+    min_child_weight: Annotated[float, Field(ge=0)] = 1e-3
+    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0  # rows bagged afresh every iteration
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 1.0
+    reg_lambda: Annotated[float, Field(ge=0)] = 0.0
+    max_bin: Annotated[int, Field(ge=2)] = 255
+    class_weight: Literal["balanced"] | None = None
+    early_stopping: Literal["auto", True, False] = "auto"
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    n_iter_no_change: PositiveInt = 10
+
+
 ModelName = Literal[
-    "random_forest", "gradient_boosting", "hist_gradient_boosting", "logistic_regression", "svm"
+    "random_forest",
+    "gradient_boosting",
+    "hist_gradient_boosting",
+    "logistic_regression",
+    "svm",
+    "xgboost",
+    "lightgbm",
 ]
 Scoring = Literal["accuracy", "f1_macro", "f1_weighted", "roc_auc", "neg_log_loss"]
 
@@ -184,6 +228,8 @@ class TrainParams(Section):
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
     logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
     svm: SvmParams = SvmParams()
+    xgboost: XGBoostParams = XGBoostParams()
+    lightgbm: LightGBMParams = LightGBMParams()
 
     # A field validator so the message names train.search_space; model is declared before
     # search_space, so it is in info.data (absent when it was invalid itself).

@@ -9,13 +9,16 @@ checked in the same single pass, so one run reports every problem in the file an
 
 The output holds the columns the user passes through (ids, the label...), ``prediction`` (the
 class with the highest probability) and one ``proba_<class>`` column per class, rows in input
-order.
+order. ``progress=True`` shows the rows scored so far on stderr (tqdm; of the total for Parquet,
+whose footer has it); the CLI turns it on only for a terminal and never inside a DVC stage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -171,6 +174,7 @@ def predict_file(
     output: str | Path,
     id_columns: list[str] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: bool = False,
 ) -> Scored:
     """Check and score ``source`` chunk by chunk into ``output``; raise ``DataError`` listing
     every problem in the file (row numbers count data rows from 1) and write nothing if any."""
@@ -188,7 +192,11 @@ def predict_file(
         )
     problems: list[Problem] = []
     rows = chunks = 0
-    with atomic_path(output) as tmp, _sink(output, tmp) as sink:
+    with (
+        atomic_path(output) as tmp,
+        _sink(output, tmp) as sink,
+        progress_bar(source, progress) as bar,
+    ):
         for chunk in read_chunks(source, chunk_rows):
             if chunks == 0 and (absent := [c for c in keep if c not in chunk.columns]):
                 raise DataError(
@@ -201,6 +209,7 @@ def predict_file(
                 sink.write(score(predictor, chunk, keep))
             rows += len(chunk)
             chunks += 1
+            bar.update(len(chunk))
         if problems:
             lines = [p.render(str(source)) for p in _merged(problems)]
             raise DataError(
@@ -208,6 +217,37 @@ def predict_file(
                 f"{len(lines)} problem(s):\n  - " + "\n  - ".join(lines)
             )
     return Scored(rows=rows, chunks=chunks, seconds=time.perf_counter() - start)
+
+
+def show_progress(stream: IO[str] | None = None) -> bool:
+    """Whether a progress bar helps: a terminal, not a DVC stage (its log is the output),
+    and not turned off with ``TQDM_DISABLE``."""
+    stream = stream if stream is not None else sys.stderr
+    if os.environ.get("DVC_STAGE") or os.environ.get("TQDM_DISABLE"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def progress_bar(source: Path, enabled: bool) -> Any:
+    """A tqdm bar of rows on stderr (a no-op when not ``enabled``)."""
+    from tqdm import tqdm
+
+    total = None
+    if enabled and source.suffix.lower() != ".csv" and source.is_file():
+        try:
+            total = pq.ParquetFile(source).metadata.num_rows
+        except (pa.ArrowException, OSError):
+            total = None  # read_chunks reports the unreadable file
+    return tqdm(
+        total=total,
+        desc=f"scoring {source.name}",
+        unit=" rows",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=not enabled,
+        leave=True,
+        dynamic_ncols=True,
+    )
 
 
 def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:

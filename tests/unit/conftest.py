@@ -38,6 +38,8 @@ SMALL_MODELS: dict[str, dict[str, Any]] = {
     "hist_gradient_boosting": {"max_iter": 10},
     "logistic_regression": {"max_iter": 200},
     "svm": {},
+    "xgboost": {"n_estimators": 20},
+    "lightgbm": {"n_estimators": 20, "min_child_samples": 5},
 }
 
 

@@ -24,7 +24,7 @@ from sklearn.semi_supervised import LabelSpreading
 
 from mlrepo.errors import EXIT_USER_ERROR, run_cli
 from mlrepo.io import write_json, write_parquet
-from mlrepo.models import FACTORIES
+from mlrepo.models import FACTORIES, Booster
 from mlrepo.params import (
     ExportParams,
     FeaturizeParams,
@@ -49,7 +49,7 @@ from mlrepo.stages.validate import validate
 
 PROJECT = Path(__file__).resolve().parents[2]
 EXAMPLE = PROJECT / "data" / "external" / "example.csv"
-TREES = ("random_forest", "gradient_boosting", "hist_gradient_boosting")
+TREES = ("random_forest", "gradient_boosting", "hist_gradient_boosting", "xgboost", "lightgbm")
 
 
 @cache
@@ -96,6 +96,15 @@ def test_every_model_predicts_like_sklearn_on_the_test_split(
 
 def _split_thresholds(model: Any) -> list[tuple[int, float]]:
     """(transformed column, threshold) of every split of a fitted tree ensemble."""
+    if isinstance(model, Booster) and hasattr(model.estimator_, "booster_"):  # LightGBM
+        trees = model.estimator_.booster_.trees_to_dataframe().dropna(subset=["threshold"])
+        columns = [int(name.removeprefix("Column_")) for name in trees["split_feature"]]
+        return list(zip(columns, trees["threshold"].astype(float), strict=True))
+    if isinstance(model, Booster):  # XGBoost
+        trees = model.estimator_.get_booster().trees_to_dataframe()
+        trees = trees[trees["Feature"] != "Leaf"]
+        columns = [int(name.removeprefix("f")) for name in trees["Feature"]]
+        return list(zip(columns, trees["Split"].astype(float), strict=True))
     if hasattr(model, "_predictors"):  # HistGradientBoosting
         nodes = [n for it in model._predictors for tree in it for n in tree.nodes]
         return [
@@ -144,7 +153,8 @@ def test_rows_on_a_split_threshold_go_the_same_way_as_in_sklearn(
     model: str, dataset: Any, small_train: Callable[..., TrainParams]
 ) -> None:
     # Fails if the forests lose their float32 cast (0.5 probability off on example.csv) or
-    # HistGradientBoosting its float64 thresholds (0.3 off): both were real faults.
+    # HistGradientBoosting its float64 thresholds (0.3 off): both were real faults. XGBoost
+    # decides in float32 (its DMatrix), LightGBM in float64.
     split, schema = dataset
     pipeline = _trained(dataset, small_train(model))
     rows = _rows_on_thresholds(pipeline, split.test, schema)
@@ -223,7 +233,9 @@ print(hashlib.md5(to_onnx(joblib.load(sys.argv[1]), schema)).hexdigest())
 """
 
 
-@pytest.mark.parametrize("model", ["random_forest", "hist_gradient_boosting"])
+@pytest.mark.parametrize(
+    "model", ["random_forest", "hist_gradient_boosting", "xgboost", "lightgbm"]
+)
 def test_the_bytes_are_identical_in_every_process(
     model: str,
     tmp_path: Path,
@@ -317,3 +329,32 @@ def test_exact_ties_may_flip_but_do_not_fail_the_gate() -> None:
     assert exported.parity["passed"]
     assert exported.parity["tied_rows"] >= 1
     assert exported.parity["max_abs_proba_diff"] <= 1e-5
+
+
+@pytest.mark.parametrize("model", ["xgboost", "lightgbm"])
+def test_boosters_export_with_early_stopping_and_many_string_classes(model: str) -> None:
+    # Early stopping keeps the trees after the best round in the library's model: the graph
+    # must stop where predict_proba does. Labels are strings, the library saw codes 0..3.
+    params = GenerateParams(n_samples=2000, n_classes=4, n_informative=6, seed=5)
+    frame = generate(params)
+    frame[params.target] = frame[params.target].map(dict(enumerate("wxyz")))
+    checked = validate(frame, params.target, ValidateParams())
+    assert checked.frame is not None and checked.schema is not None
+    split = featurize(checked.frame, checked.schema, FeaturizeParams())
+    section = {"n_estimators": 300, "early_stopping": True, "n_iter_no_change": 3}
+    train_params = TrainParams.model_validate({"model": model, "cv_folds": 2, model: section})
+    pipeline = train(split.train, checked.schema, split.preprocessor, train_params).pipeline
+    booster = pipeline.named_steps["model"]
+    assert 0 < booster.n_iter_ < 300
+    assert list(booster.classes_) == ["w", "x", "y", "z"]
+
+    exported = export(pipeline, split.test, checked.schema, ExportParams())
+
+    parity = exported.parity
+    assert parity["passed"] and parity["label_agreement"] == 1.0, parity
+    assert parity["predict_agreement"] == 1.0
+    assert parity["max_abs_proba_diff"] <= 1e-5
+    assert parity["estimator"] == {"xgboost": "XGBClassifier", "lightgbm": "LGBMClassifier"}[model]
+    assert "onnxmltools" in parity["versions"]
+    labels, _ = OnnxPredictor.from_bytes(exported.onnx_bytes, checked.schema).run(split.test)
+    assert set(labels.astype(str)) <= {"w", "x", "y", "z"}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mlrepo.errors import ParamsError, run_cli
 from mlrepo.params import Params, load_params, parse_params
@@ -58,9 +59,9 @@ def test_values_are_parsed_into_their_types() -> None:
     ("raw", "key", "given", "allowed"),
     [
         pytest.param(
-            {"train": {"model": "xgboost"}},
+            {"train": {"model": "catboost"}},
             "train.model",
-            "'xgboost'",
+            "'catboost'",
             ["'random_forest'", "'logistic_regression'", "'svm'"],
             id="unknown-model",
         ),
@@ -148,6 +149,55 @@ def test_values_are_parsed_into_their_types() -> None:
             ["less than 1"],
             id="validation_fraction-above-one",
         ),
+        pytest.param(
+            {"train": {"xgboost": {"learning_rate": 0}}},
+            "train.xgboost.learning_rate",
+            "0",
+            ["greater than 0"],
+            id="xgboost-learning_rate-zero",
+        ),
+        pytest.param(
+            {"train": {"xgboost": {"subsample": 1.5}}},
+            "train.xgboost.subsample",
+            "1.5",
+            ["less than or equal to 1"],
+            id="xgboost-subsample-above-one",
+        ),
+        pytest.param(
+            {"train": {"xgboost": {"tree_method": "gpu_hist"}}},
+            "train.xgboost.tree_method",
+            "'gpu_hist'",
+            ["'hist'", "'approx'", "'exact'"],
+            id="xgboost-tree_method",
+        ),
+        pytest.param(
+            {"train": {"xgboost": {"early_stopping": "yes"}}},
+            "train.xgboost.early_stopping",
+            "'yes'",
+            ["'auto'"],
+            id="xgboost-early_stopping-word",
+        ),
+        pytest.param(
+            {"train": {"lightgbm": {"num_leaves": 1}}},
+            "train.lightgbm.num_leaves",
+            "1",
+            ["greater than or equal to 2"],
+            id="lightgbm-num_leaves-one",
+        ),
+        pytest.param(
+            {"train": {"lightgbm": {"max_depth": -1}}},
+            "train.lightgbm.max_depth",
+            "-1",
+            ["greater than 0"],
+            id="lightgbm-max_depth-negative",
+        ),
+        pytest.param(
+            {"train": {"lightgbm": {"validation_fraction": 0}}},
+            "train.lightgbm.validation_fraction",
+            "0",
+            ["greater than 0"],
+            id="lightgbm-validation_fraction-zero",
+        ),
     ],
 )
 def test_bad_value_names_dotted_key_value_given_and_what_is_allowed(
@@ -159,6 +209,28 @@ def test_bad_value_names_dotted_key_value_given_and_what_is_allowed(
     assert f"(given: {given})" in message
     for fragment in allowed:
         assert fragment in message
+
+
+@pytest.mark.parametrize("model", ["xgboost", "lightgbm"])
+def test_boosting_library_sections_are_typed_and_match_params_yaml(model: str) -> None:
+    params = parse_params({"train": {"model": model, model: {"n_estimators": 7}}})
+    section = params.train.model_params()
+    assert section is getattr(params.train, model)
+    assert section.model_dump()["n_estimators"] == 7
+    assert section.model_dump()["early_stopping"] == "auto"
+    # params.yaml spells out every default of the section, so neither can drift from the other.
+    project = load_params(PROJECT_PARAMS)
+    assert getattr(project.train, model) == type(section)()
+    assert set(yaml.safe_load(PROJECT_PARAMS.read_text())["train"][model]) == set(
+        type(section).model_fields
+    )
+
+
+def test_a_library_alias_is_not_a_key_of_the_section() -> None:
+    # xgboost accepts eta for learning_rate; the schema has one name per knob.
+    message = problem_message({"train": {"model": "xgboost", "xgboost": {"eta": 0.3}}})
+    assert "train.xgboost.eta: unknown key" in message
+    assert "learning_rate" in message
 
 
 def test_misspelled_key_suggests_the_right_dotted_key() -> None:
@@ -217,10 +289,10 @@ def test_search_space_with_an_empty_list_is_rejected() -> None:
 def test_search_space_is_not_checked_against_an_unknown_model() -> None:
     # The bad model is the one problem; the space cannot be judged without a model.
     message = problem_message(
-        {"train": {"model": "xgboost", "search": "grid", "search_space": {"eta": [0.1]}}}
+        {"train": {"model": "catboost", "search": "grid", "search_space": {"eta": [0.1]}}}
     )
     assert "has 1 problem(s)" in message
-    assert "train.model" in message and "'xgboost'" in message
+    assert "train.model" in message and "'catboost'" in message
 
 
 def test_search_without_a_space_is_rejected() -> None:
@@ -231,7 +303,7 @@ def test_search_without_a_space_is_rejected() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     message = problem_message(
         {
-            "train": {"model": "xgboost", "cv_folds": 1},
+            "train": {"model": "catboost", "cv_folds": 1},
             "featurize": {"test_size": 2},
             "evaluate": {"min_acuracy": 0.9},
         }
@@ -288,12 +360,12 @@ def test_a_stage_stops_on_bad_params_with_one_message_and_no_output(
     params_file: Callable[[dict[str, Any]], Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = params_file({"train": {"model": "xgboost"}})
+    path = params_file({"train": {"model": "catboost"}})
     out = tmp_path / "raw.parquet"
     code = run_cli(generate.main, ["--params", str(path), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ")
-    assert "train.model" in err and "'xgboost'" in err
+    assert "train.model" in err and "'catboost'" in err
     assert "Traceback" not in err
     assert not out.exists()

@@ -244,3 +244,43 @@ def test_the_fast_path_never_hides_a_problem_check_frame_would_report(
     assert check_input(frame.astype({"cat_0": "category"}), features) == []
     ints = frame.assign(num_00=frame["num_00"].round().astype("int64"))
     assert check_input(ints, features) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress on long files
+
+
+def test_progress_counts_the_rows_on_stderr_only_when_asked(
+    table: pd.DataFrame, project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write(table, tmp_path / "in.parquet")
+    args = ("--input", data, "--output", tmp_path / "out.csv", "--chunk-rows", "50")
+    args += ("--id", "row_id", "--id", "target")
+    assert predict(*args, "--progress", "always") == 0
+    captured = capsys.readouterr()
+    # Parquet's footer gives the total: the bar reaches it, chunk by chunk.
+    assert f"scoring in.parquet:   0%|          | 0.00/{len(table)} [" in captured.err
+    assert "scoring in.parquet: 100%|" in captured.err
+    assert f"{len(table)}/{len(table)} [" in captured.err and " rows/s]" in captured.err
+    assert "scoring" not in captured.out
+    # pytest's stderr is not a terminal: auto shows nothing.
+    assert predict(*args) == 0
+    assert "scoring in.parquet" not in capsys.readouterr().err
+
+
+def test_progress_is_shown_on_a_terminal_but_not_in_a_dvc_stage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from mlrepo.predict import show_progress
+
+    leader, follower = os.openpty()
+    with open(follower, "w") as terminal, open(os.devnull, "w") as pipe:
+        monkeypatch.delenv("DVC_STAGE", raising=False)
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+        assert show_progress(terminal) is True
+        assert show_progress(pipe) is False
+        monkeypatch.setenv("DVC_STAGE", "predict")
+        assert show_progress(terminal) is False
+    os.close(leader)

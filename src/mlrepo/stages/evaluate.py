@@ -143,7 +143,7 @@ OUTPUTS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").replace("``", ""))
     parser.add_argument("--params", default="params.yaml")
     for name in ("model", "test", "schema", *OUTPUTS):
         parser.add_argument(f"--{name.replace('_', '-')}", required=True, dest=name)

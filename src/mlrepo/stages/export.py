@@ -6,9 +6,12 @@ computes in the dtype scikit-learn uses, because a value that sits on a tree spl
 columns after scaling often do) goes the other way when compared in another precision:
 preprocessing, linear models and HistGradientBoosting (double thresholds, ai.onnx.ml opset 3) in
 float64; forests and GradientBoosting on a float32 cast of the features, as scikit-learn does;
-SVC's ONNX operator only has float32 coefficients. Parity on the whole test split is the gate:
-labels agree 100% and probabilities within ``export.tolerance``, else the stage fails naming the
-rows.
+SVC's ONNX operator only has float32 coefficients. XGBoost and LightGBM (``mlrepo.models.Booster``)
+go through onnxmltools' converters: XGBoost on float32 features (its own DMatrix is float32),
+LightGBM with float64 thresholds like HistGradientBoosting (it compares doubles); both output the
+original labels, not the codes the library was fitted on. Parity on the whole test split is
+the gate: labels agree 100% and probabilities within ``export.tolerance``, else the stage fails
+naming the rows.
 
 When skl2onnx (or onnxruntime) cannot handle a step, e.g. a nullable categorical column's
 imputer, ``export.on_unsupported: error`` fails naming the estimator; ``fallback`` succeeds with
@@ -22,6 +25,8 @@ data/schema.json --onnx models/model.onnx --metrics metrics/export.json``.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,7 +56,7 @@ from mlrepo.errors import MlrepoError, run_cli
 from mlrepo.io import read_json, read_table, write_json, write_with
 from mlrepo.logs import get_logger, setup_logging, timed
 from mlrepo.metrics import predicted_labels
-from mlrepo.models import for_prediction
+from mlrepo.models import Booster, for_prediction
 from mlrepo.params import ExportParams, load_params
 from mlrepo.predictor import OnnxPredictor, OnnxUnavailableError
 from mlrepo.schema import FeatureSchema, coerce
@@ -89,8 +94,9 @@ def export(
 ) -> Exported:
     """Convert ``pipeline`` to ONNX and check it on ``test``; raise if they disagree."""
     pipeline = for_prediction(pipeline)
+    model = pipeline.steps[-1][1]
     summary: dict[str, Any] = {
-        "estimator": type(pipeline.steps[-1][1]).__name__,
+        "estimator": type(model.estimator_ if isinstance(model, Booster) else model).__name__,
         "on_unsupported": params.on_unsupported,
         "versions": {
             "onnx": onnx.__version__,
@@ -98,6 +104,10 @@ def export(
             "skl2onnx": skl2onnx.__version__,
         },
     }
+    if isinstance(model, Booster):
+        import onnxmltools
+
+        summary["versions"]["onnxmltools"] = onnxmltools.__version__
     try:
         onnx_bytes = to_onnx(pipeline, schema)
         predictor = _session(onnx_bytes, schema, pipeline)
@@ -122,7 +132,9 @@ def export(
 def to_onnx(pipeline: Pipeline, schema: FeatureSchema) -> bytes:
     """The ONNX bytes of ``pipeline``: byte-identical for the same pipeline and versions."""
     model = pipeline.steps[-1][1]
-    if isinstance(model, FLOAT32_TREES):
+    if isinstance(model, Booster):
+        _register_booster_converter()
+    if isinstance(model, FLOAT32_TREES) or _is_xgboost(model):
         steps = [*pipeline.steps[:-1], ("float32", CastTransformer(dtype=np.float32))]
         pipeline = Pipeline([*steps, pipeline.steps[-1]])
     kinds = {"numeric": DoubleTensorType([None, 1]), "categorical": StringTensorType([None, 1])}
@@ -282,6 +294,51 @@ def _hist_gradient_boosting(scope: Any, operator: Any, container: Any) -> None:
     convert_sklearn_random_forest_classifier(
         scope, operator, _DoubleTrees(scope, container, to), op_version=3
     )
+
+
+def _is_xgboost(model: Any) -> bool:
+    return isinstance(model, Booster) and type(model.estimator_).__module__.startswith("xgboost")
+
+
+@functools.cache
+def _register_booster_converter() -> None:
+    """Teach skl2onnx the Booster: a classifier (label + probabilities, zipmap option)."""
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+    skl2onnx.update_registered_converter(
+        Booster,
+        "MlrepoBooster",
+        calculate_linear_classifier_output_shapes,
+        _booster,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+
+
+def _booster(scope: Any, operator: Any, container: Any) -> None:
+    """onnxmltools' converter of the fitted library model, given the Booster's labels."""
+    booster = operator.raw_operator
+    # The converters read the labels from classes_: the codes 0..K-1 the library was fitted on.
+    model = copy.copy(booster.estimator_)
+    model.__class__ = type(type(model).__name__, (type(model),), {"classes_": booster.classes_})
+    operator.raw_operator = model
+    try:
+        if _is_xgboost(booster):
+            from onnxmltools.convert.xgboost.operator_converters.XGBoost import (
+                XGBClassifierConverter,
+            )
+
+            XGBClassifierConverter.validate(model)
+            XGBClassifierConverter.convert(scope, operator, container)
+        else:
+            from onnxmltools.convert.lightgbm.operator_converters.LightGbm import (
+                convert_lightgbm,
+            )
+
+            double = isinstance(operator.outputs[1].type, DoubleTensorType)
+            to = onnx.TensorProto.DOUBLE if double else None
+            convert_lightgbm(scope, operator, _DoubleTrees(scope, container, to))
+    finally:
+        operator.raw_operator = booster
 
 
 def _components(estimator: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:

@@ -39,7 +39,7 @@ def model_bundle(model: Path, meta: Path) -> ModelBundle:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").replace("``", ""))
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--reference", required=True, help="the training table")
     parser.add_argument("--current", required=True, help="the batch to check")
