@@ -6,6 +6,7 @@ seed. Adding a model means adding a params class in ``params.py`` and one line h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -120,6 +121,8 @@ class Booster(ClassifierMixin, BaseEstimator):
                 model.fit(x_fit, y_fit, eval_set=eval_set, verbose=False)
         else:
             model.fit(x, codes)
+        if type(model).__module__.startswith("lightgbm"):
+            _forget_thread_count(model)
         self.estimator_ = model
         self.classes_ = labels
         self.n_features_in_ = model.n_features_in_
@@ -152,6 +155,19 @@ class Booster(ClassifierMixin, BaseEstimator):
     def predict(self, x: Any) -> np.ndarray:
         labels: np.ndarray = self.classes_[self.predict_proba(x).argmax(axis=1)]
         return labels
+
+
+def _forget_thread_count(model: Any) -> None:
+    """Drop the training thread count LightGBM writes into its model text (which is what it
+    pickles), so that model.joblib does not depend on the cores of the machine that trained it;
+    the trees do not depend on it (deterministic, column-wise histograms)."""
+    import lightgbm
+
+    text = model.booster_.model_to_string()
+    text = re.sub(r"^\[num_threads: \d+\]$", "[num_threads: 1]", text, flags=re.MULTILINE)
+    booster = lightgbm.Booster(model_str=text)
+    booster.best_iteration = model.booster_.best_iteration
+    model._Booster = booster
 
 
 def _booster(model: Any, p: dict[str, Any], seed: int) -> Booster:
