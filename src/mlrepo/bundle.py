@@ -72,8 +72,9 @@ def verify(role: str, path: str, data: bytes, md5s: dict[str, str], where: str) 
     if actual != expected:
         raise ModelIntegrityError(
             f"{where}: {path} has md5 {actual} but dvc.lock records {expected}: the file was "
-            "changed after the pipeline wrote it, so it is not loaded. Fix: `dvc checkout "
-            f"{path}` restores the recorded version, or `dvc repro` rebuilds it"
+            "changed after the pipeline wrote it, so it is not loaded. Fix: "
+            f"`dvc checkout --force {path}` restores the recorded version (--force: DVC will not "
+            "overwrite a modified file without it), or `dvc repro` rebuilds it"
         )
 
 

@@ -174,19 +174,33 @@ def _serve(args: argparse.Namespace) -> int:
     from mlrepo.serve.settings import ServeSettings
 
     setup_logging("serve")
-    settings = ServeSettings.from_env()
-    settings.model = args.model or settings.model
-    settings.backend = args.backend or settings.backend
-    settings.max_batch_rows = args.max_batch_rows or settings.max_batch_rows
-    if args.no_log:
-        settings.log = None
-    elif args.database_url and settings.log is not None:
-        settings.log.url = args.database_url
+    options = {
+        "model": args.model,
+        "backend": args.backend,
+        "max_batch_rows": args.max_batch_rows,
+        "database_url": args.database_url,
+        "prediction_log": False if args.no_log else None,
+    }
+    settings = ServeSettings.from_env(**{k: v for k, v in options.items() if v is not None})
+    if args.migrate:
+        from mlrepo.serve.migrations import upgrade
+
+        upgrade(settings.database_url)
+        return 0
     # Resolved (and hash-checked) before uvicorn starts, so a bad reference is one clear error;
     # the app deserializes it in its lifespan.
     bundle = resolve(settings.model, root=settings.root)
     serve(settings, args.host, args.port, args.access_log, bundle)
     return 0
+
+
+def _model_reference(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "empty reference: give one such as model#production, model@v1.0.0 or workspace "
+            "(or leave the option out for the production model)"
+        )
+    return text
 
 
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -197,7 +211,9 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "/health, /ready, /metrics, docs at /docs. Every prediction is logged to DATABASE_URL "
         "(default: the SQLite file predictions.db). SIGTERM or Ctrl-C shuts down gracefully.",
     )
-    serve.add_argument("--model", help="REF (default: $MLREPO_MODEL or model#production)")
+    serve.add_argument(
+        "--model", type=_model_reference, help="REF (default: $MLREPO_MODEL or model#production)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     serve.add_argument("--port", type=_positive_int, default=8000, help="default: %(default)s")
     serve.add_argument("--backend", choices=["auto", "onnx", "sklearn"], help="default: auto")
@@ -209,6 +225,12 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--no-log", action="store_true", help="do not log predictions")
     serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="bring the prediction-log database to the latest schema (Alembic) and exit; the "
+        "service also does it when it starts",
+    )
     serve.set_defaults(run=_serve)
 
 

@@ -149,6 +149,12 @@ class Server:
         body["http_status"] = response.status_code
         return body
 
+    def wait_until_log_up(self, timeout: float = 30) -> None:
+        """Until the prediction log has reached its database (readiness does not wait for it)."""
+        self.wait_until(
+            lambda: self.ready()["database"]["status"] == "up", timeout, "the log database up"
+        )
+
     def metric(self, name: str, labels: str = "") -> float:
         """The value of one sample of /metrics, e.g. metric("x_total", 'reason="shutdown"')."""
         wanted = f"{name}{{{labels}}}" if labels else name

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,9 +22,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from serve_harness import Postgres, Project, Server, build_project, postgres_binaries, records
 
-from mlrepo.serve.prediction_log import engine_url, prediction_log
+from mlrepo.serve import migrations
+from mlrepo.serve.prediction_log import engine_url, metadata, prediction_log
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +192,7 @@ def test_graceful_shutdown_writes_every_buffered_prediction(
     env["MLREPO_LOG_BATCH_ROWS"] = env["MLREPO_LOG_MAX_ROWS"] = "100000"
     server = Server(project.root, env, "--model", "workspace")
     try:
-        server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+        server.wait_until_log_up()
         model_version = version(server)
         sent = send(server, project, singles=12, batches=(1, 30))
         assert server.ready()["database"]["queued_rows"] == sent.rows == 43
@@ -205,19 +210,21 @@ def test_predictions_made_during_an_outage_are_written_when_the_database_returns
         pytest.skip("the PostgreSQL server of DATABASE_URL is not ours to stop")
     server = Server(project.root, fast_log(database.url), "--model", "workspace")
     try:
-        server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+        server.wait_until_log_up()
         model_version = version(server)
         before = send(server, project, singles=5, batches=(10,))
         server.wait_until(lambda: len(database.rows()) == before.rows, what="rows written")
         with database.outage():
             during = send(server, project, singles=6, batches=(20,))  # still answered
-            server.wait_until(lambda: server.ready()["http_status"] == 503, what="/ready 503")
+            server.wait_until(lambda: server.ready()["database"]["status"] == "down", what="down")
             ready = server.ready()
-            assert ready["database"]["status"] == "down" and ready["database"]["error"]
+            # Still ready: it predicts; the log's state is reported beside.
+            assert ready["http_status"] == 200 and ready["ready"] is True
+            assert ready["database"]["error"]
             assert ready["database"]["queued_rows"] == during.rows
             assert server.metric("mlrepo_prediction_log_database_up") == 0
             assert server.metric("mlrepo_prediction_log_queue_rows") == during.rows
-        server.wait_until(lambda: server.ready()["http_status"] == 200, what="recovery")
+        server.wait_until_log_up()
         after = send(server, project, singles=4)
         assert server.metric("mlrepo_prediction_log_database_up") == 1
         dropped = server.metric("mlrepo_prediction_log_dropped_rows_total", 'reason="buffer_full"')
@@ -235,7 +242,7 @@ def test_a_full_buffer_drops_the_oldest_rows_and_counts_them(
     server = Server(project.root, env, "--model", "workspace")
     database = Database(f"sqlite:///{path}", None)
     try:
-        server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+        server.wait_until_log_up()
         with _sqlite_locked(path):
             sent = send(server, project, singles=25)
             dropped = 'reason="buffer_full"'
@@ -259,7 +266,7 @@ def test_shutdown_with_the_database_away_gives_up_after_the_timeout_and_says_so(
     path = tmp_path / "predictions.db"
     env = fast_log(f"sqlite:///{path}", MLREPO_LOG_SHUTDOWN_SECONDS="1")
     server = Server(project.root, env, "--model", "workspace")
-    server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+    server.wait_until_log_up()
     with _sqlite_locked(path):
         send(server, project, singles=3)
         started = time.monotonic()
@@ -275,10 +282,55 @@ def test_the_service_starts_and_answers_while_the_database_is_unreachable(
     env = fast_log(url, MLREPO_LOG_SHUTDOWN_SECONDS="1")
     server = Server(project.root, env, "--model", "workspace")
     try:
-        ready = server.ready()
-        assert ready["http_status"] == 503 and ready["model"]["loaded"] is True
         server.wait_until(lambda: server.ready()["database"]["status"] == "down", what="down")
+        ready = server.ready()
+        assert ready["http_status"] == 200 and ready["model"]["loaded"] is True
         assert send(server, project, singles=2).rows == 2
         assert server.client.get("/health").status_code == 200
     finally:
         server.stop()
+
+
+def migrate(project: Project, url: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "mlrepo.cli", "serve", "--migrate", "--database-url", url]
+    return subprocess.run(argv, cwd=project.root, capture_output=True, text=True, check=False)
+
+
+def test_migrations_build_the_table_the_code_writes(project: Project, database: Database) -> None:
+    done = migrate(project, database.url)
+    assert done.returncode == 0, done.stderr
+    assert migrate(project, database.url).returncode == 0  # again: nothing to do
+    engine = sa.create_engine(engine_url(database.url), poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            assert migrations.current(connection) == migrations.head()
+            # The migrated schema is the one prediction_log.py declares, column for column.
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+        with engine.begin() as connection:
+            migrations.command.downgrade(migrations.config(connection), "base")
+        assert not sa.inspect(engine).has_table("prediction_log")
+    finally:
+        engine.dispose()
+
+
+def test_a_table_made_before_the_migrations_is_adopted(
+    project: Project, database: Database
+) -> None:
+    engine = sa.create_engine(engine_url(database.url), poolclass=sa.NullPool)
+    metadata.create_all(engine)  # as the service did before it had migrations
+    engine.dispose()
+    server = Server(project.root, fast_log(database.url), "--model", "workspace")
+    try:
+        server.wait_until_log_up()
+        sent = send(server, project, singles=3)
+        model_version = version(server)
+    finally:
+        server.stop()
+    assert_logged(database, sent, model_version=model_version)
+    engine = sa.create_engine(engine_url(database.url), poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            assert migrations.current(connection) == migrations.head()
+    finally:
+        engine.dispose()

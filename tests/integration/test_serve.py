@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,7 +54,7 @@ def record(project: Project) -> dict[str, Any]:
 
 def test_health_and_ready(server: Server) -> None:
     assert server.client.get("/health").json() == {"status": "ok"}
-    server.wait_until(lambda: server.ready()["http_status"] == 200, what="/ready")
+    server.wait_until_log_up()
     ready = server.ready()
     assert ready["ready"] is True
     assert ready["model"]["loaded"] is True
@@ -256,8 +257,24 @@ def test_no_client_mistake_was_a_server_error(server: Server) -> None:
     assert 'status="500"' not in server.client.get("/metrics").text
 
 
+def test_docs_page_loads_nothing_from_another_host(server: Server) -> None:
+    page = server.client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    # Every script, style sheet and icon: a path on this server (no scheme, no host).
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) == 3, assets
+    assert not re.search(r"(?:src|href|url)\s*[=:]\s*[\"']?(?:https?:)?//", page.text), page.text
+    for asset in assets:
+        assert asset.startswith("/docs/assets/"), asset
+        response = server.client.get(asset)
+        assert response.status_code == 200 and len(response.content) > 1000, asset
+    script = server.client.get("/docs/assets/swagger-ui-bundle.js")
+    assert "javascript" in script.headers["content-type"]
+    assert "SwaggerUIBundle" in script.text
+    assert "'/openapi.json'" in page.text
+
+
 def test_openapi_docs_show_the_feature_schema(server: Server, model: LoadedModel) -> None:
-    assert server.client.get("/docs").status_code == 200
     spec = server.client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     record = body["schema"]

@@ -3,32 +3,39 @@
 ``create_app(settings)`` builds the app; its lifespan deserializes the model once (ONNX, or the
 single-threaded scikit-learn fallback), starts the prediction-log writer and, on shutdown
 (SIGTERM to uvicorn), flushes the log. Endpoints: ``/health``, ``/ready``, ``/predict``,
-``/predict/batch``, ``/model``, ``/metrics``, and the OpenAPI docs at ``/docs``.
+``/predict/batch``, ``/model``, ``/metrics``, and the OpenAPI docs at ``/docs`` (Swagger UI served
+from this process: the page works without a network).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import numpy as np
 import orjson
 import pandas as pd
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from mlrepo.bundle import ModelBundle
 from mlrepo.predict import LoadedModel, from_bundle
+from mlrepo.serve.logs import log_config
 from mlrepo.serve.prediction_log import Entry, PredictionLog
 from mlrepo.serve.requests import BadRequest, RequestModels, detail
 from mlrepo.serve.settings import ServeSettings
@@ -36,8 +43,15 @@ from mlrepo.serve.telemetry import CONTENT_TYPE, MetricsMiddleware, Telemetry
 
 log = logging.getLogger("mlrepo.serve")
 
-ENDPOINTS = ("/health", "/ready", "/predict", "/predict/batch", "/model", "/metrics")
+ENDPOINTS = ("/health", "/ready", "/predict", "/predict/batch", "/model", "/metrics", "/docs")
 JSON_TYPES = ("application/json",)
+# Swagger UI 5 (renders OpenAPI 3.1), as the fastapi-offline package ships it.
+SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+# After a request body this large, free memory is handed back to the system (see _trim_memory).
+TRIM_AFTER_BYTES = 1 << 20
+# Bodies up to this size are handled on the event loop (a thread hop would cost more than a
+# small prediction); larger ones in a thread, so that they do not hold up /health and the rest.
+INLINE_BYTES = 16 << 10
 
 
 class Prediction(BaseModel):
@@ -61,9 +75,32 @@ class BatchResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     detail: list[dict[str, Any]] = Field(
-        description="one per problem: field (the feature), type, msg, and row (from 1) in a batch"
+        description="one per problem (at most 100 by default): field (the feature), type, msg, "
+        "and row (from 1) in a batch; a client's long value or field name is shortened"
     )
     request_id: str | None
+
+
+class ModelStatus(BaseModel):
+    loaded: bool
+    backend: str | None
+
+
+class DatabaseStatus(BaseModel):
+    status: str = Field(description="disabled, connecting, up or down")
+    backend: str | None = Field(None, description="sqlite, postgresql...")
+    error: str | None = Field(None, description="the kind of the last failure (details: the log)")
+    queued_rows: int | None = None
+    written_rows: int | None = None
+    dropped_rows: int | None = None
+
+
+class ReadyResponse(BaseModel):
+    ready: bool = Field(description="the model is loaded: the service can predict")
+    model: ModelStatus
+    database: DatabaseStatus = Field(
+        description="the prediction log; its health does not affect readiness"
+    )
 
 
 CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -96,7 +133,9 @@ class Serving:
         self.model = model
         self.classes = list(model.predictor.classes)
         self.keys = [str(c) for c in self.classes]
-        self.requests = RequestModels(model.predictor.schema, self.settings.max_batch_rows)
+        self.requests = RequestModels(
+            model.predictor.schema, self.settings.max_batch_rows, self.settings.max_problems
+        )
         fallback = getattr(model.predictor, "fallback_reason", None)
         if fallback:
             log.warning("serving the scikit-learn fallback: %s", fallback)
@@ -117,8 +156,9 @@ class Serving:
         )
 
     def start_log(self) -> None:
-        if self.settings.log is not None:
-            self.log = PredictionLog(self.settings.log, self.telemetry)
+        log_settings = self.settings.log
+        if log_settings is not None:
+            self.log = PredictionLog(log_settings, self.telemetry)
             self.telemetry.log_queue.set_function(lambda: self.log.queued_rows if self.log else 0)
             self.log.start()
 
@@ -185,7 +225,10 @@ def create_app(settings: ServeSettings | None = None, bundle: ModelBundle | None
         title="mlrepo prediction service",
         summary="Predictions of one model version, checked against its training feature schema",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets instead of a CDN
+        redoc_url=None,
     )
+    app.mount("/docs/assets", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
     app.state.serving = serving
     app.add_middleware(MetricsMiddleware, telemetry=serving.telemetry)
     _add_error_handlers(app)
@@ -204,13 +247,16 @@ def serve(
     """Run the service with uvicorn until SIGINT/SIGTERM, then shut down gracefully."""
     import uvicorn
 
+    # One format for uvicorn's lines and ours (MLREPO_LOG_FORMAT=json: one JSON object a line).
+    config = log_config(settings.log_format)
     uvicorn.run(
         create_app(settings, bundle),
         host=host,
         port=port,
         access_log=access_log,
         lifespan="on",
-        log_level=os.environ.get("MLREPO_LOG_LEVEL", "info").lower(),
+        log_config=config,
+        log_level=config["loggers"]["mlrepo"]["level"].lower(),
     )
 
 
@@ -221,31 +267,34 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
 
     @app.get(
         "/ready",
-        summary="Readiness: 200 once the model is loaded and the log database reachable, else 503",
+        summary="Readiness: 200 once the model is loaded (the service can predict), else 503",
+        description="The prediction log's state is reported in `database` (and in /metrics) "
+        "but does not make the service unready: predictions go on during a database outage.",
+        responses={200: {"model": ReadyResponse}, 503: {"model": ReadyResponse}},
     )
     async def ready() -> Response:
         plog = serving.log
         database: dict[str, Any] = {"status": "disabled"}
         if plog is not None:
+            # No URL, path or driver message: /ready is public; the server log has the details.
             database = {
                 "status": plog.status,
-                "url": plog.engine.url.render_as_string(hide_password=True),
-                "error": plog.last_error,
+                "backend": plog.backend,
+                "error": plog.last_error_kind,
                 "queued_rows": plog.queued_rows,
                 "written_rows": plog.written,
                 "dropped_rows": plog.dropped,
             }
         loaded = serving.model is not None
-        is_ready = loaded and (plog is None or plog.ready)
         body = {
-            "ready": is_ready,
+            "ready": loaded,
             "model": {
                 "loaded": loaded,
                 "backend": serving.model.predictor.backend if serving.model else None,
             },
             "database": database,
         }
-        return _json(body, 200 if is_ready else 503)
+        return _json(body, 200 if loaded else 503)
 
     @app.post(
         "/predict",
@@ -257,10 +306,14 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
         request_id = _request_id(request)
         body = await _json_body(request, serving.settings.max_body_bytes)
         assert serving.requests is not None
-        frame = serving.requests.record_frame(body)
-        result = serving.predict(frame, request_id, started)
-        one = result.pop("predictions")[0]
-        return _json({**one, **result}, 200, request_id)
+        requests = serving.requests
+
+        def work() -> dict[str, Any]:
+            result = serving.predict(requests.record_frame(body), request_id, started)
+            one = result.pop("predictions")[0]
+            return {**one, **result}
+
+        return await _answer(request, work, request_id, len(body))
 
     @app.post(
         "/predict/batch",
@@ -277,8 +330,20 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
         def work() -> dict[str, Any]:
             return serving.predict(requests.batch_frame(body), request_id, started)
 
-        # Off the event loop: a 10k-record batch takes long enough to delay /health otherwise.
-        return _json(await run_in_threadpool(work), 200, request_id)
+        return await _answer(request, work, request_id, len(body))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+            # Swagger UI's default validator badge is an image from an outside host.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     @app.get("/model", summary="The model served: version, git rev, metrics, params, schema")
     async def model() -> Response:
@@ -307,7 +372,12 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
             }
         )
 
-    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format)",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return Response(serving.telemetry.exposition(), media_type=CONTENT_TYPE)
 
@@ -315,15 +385,55 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
-        request_id = getattr(request.state, "request_id", None)
-        body = {"error": exc.message, "detail": exc.details, "request_id": request_id}
-        return _json(body, exc.status, request_id)
+        return _error(request, exc)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         request_id = getattr(request.state, "request_id", None)
         log.exception("request %s failed", request_id)
         return _json({"error": "internal error", "request_id": request_id}, 500, request_id)
+
+
+def _error(request: Request, exc: BadRequest) -> Response:
+    request_id = getattr(request.state, "request_id", None)
+    body = {"error": exc.message, "detail": exc.details, "request_id": request_id}
+    return _json(body, exc.status, request_id)
+
+
+async def _answer(request: Request, work: Any, request_id: str, size: int) -> Response:
+    """``work()``'s result as the response, or its ``BadRequest`` as the error response; after
+    a large body, free memory goes back to the system."""
+    try:
+        result = await run_in_threadpool(work) if size > INLINE_BYTES else work()
+        response = _json(result, 200, request_id)
+    except BadRequest as exc:
+        response = _error(request, exc)
+        # The traceback's frames hold the parsed body and, through the thread pool's future,
+        # the exception again: a cycle that only a full collection (rare) would free. A
+        # 15 MiB body refused that way kept ~45 MB each until then.
+        exc.__traceback__ = None
+    if size > TRIM_AFTER_BYTES:
+        await run_in_threadpool(_trim_memory)
+    return response
+
+
+def _trim_memory() -> None:
+    """Give the allocator's free memory back to the system (glibc keeps it otherwise: a
+    64 MiB JSON body left the process ~290 MB larger for good)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_libc()
 
 
 def _request_id(request: Request) -> str:

@@ -7,14 +7,23 @@ rows at a time (or what is there every ``flush_seconds``) and inserts them in on
 with SQLAlchemy Core. Any SQLAlchemy URL works: a SQLite file by default, PostgreSQL through
 ``postgresql://`` (psycopg 3).
 
-When the database cannot be reached the rows stay buffered, ``status`` turns ``down`` (``/ready``
-answers 503, ``mlrepo_prediction_log_database_up`` is 0) and the thread retries with exponential
+The table's schema is managed by Alembic (``mlrepo.serve.migrations``): the writer migrates the
+database to the latest revision before its first write, and again after a reconnection.
+
+When the database cannot be reached the rows stay buffered, ``status`` turns ``down`` (shown in
+``/ready``'s ``database`` field; ``mlrepo_prediction_log_database_up`` is 0; the service stays
+ready, since it still predicts) and the thread retries with exponential
 backoff; an idle thread pings the database every ``ping_seconds`` so an outage shows even
 without traffic. The buffer is bounded: beyond ``max_rows`` queued rows the **oldest** are
 dropped, so a long outage keeps the most recent traffic, and each dropped row is counted in
 ``mlrepo_prediction_log_dropped_rows_total{reason="buffer_full"}`` and logged. ``close`` (a
 graceful shutdown) writes everything buffered, waiting at most ``shutdown_seconds`` for an
 unreachable database; rows still unwritten then are counted with ``reason="shutdown"``.
+
+A SQLite file that is deleted or replaced (its directory removed and made again, a log
+rotation) is noticed before each write and each ping: the engine is disposed of, so the next
+connection opens the file now at that path (creating it and its directory if need be) instead of
+writing into the unlinked one.
 
 A row is unique per (request id, position in the request), so a batch retried after an
 ambiguous failure (committed, but the acknowledgement was lost) is not written twice.
@@ -23,6 +32,7 @@ ambiguous failure (committed, but the acknowledgement was lost) is not written t
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -188,6 +198,7 @@ class PredictionLog:
         self.engine = build_engine(settings)
         self.status = "connecting"  # connecting | up | down
         self.last_error: str | None = None
+        self.last_error_kind: str | None = None  # the exception's class: no path, no host
         self.written = 0
         self.dropped = 0
         self._queue: deque[_Pending] = deque()
@@ -200,6 +211,18 @@ class PredictionLog:
         self._last_contact = 0.0
         self._last_drop_warning = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        database = self.engine.url.database
+        self._sqlite_path = (
+            Path(database)
+            if self.engine.dialect.name == "sqlite" and database and database != ":memory:"
+            else None
+        )
+        self._sqlite_identity: tuple[int, int] | None = None
+
+    @property
+    def backend(self) -> str:
+        """The kind of database (``sqlite``, ``postgresql``...), which /ready may show."""
+        return self.engine.dialect.name
 
     @property
     def ready(self) -> bool:
@@ -306,7 +329,7 @@ class PredictionLog:
             self._ensure_table()
             with self.engine.begin() as connection:
                 connection.execute(self._insert(), rows)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return False
         self._reached()
@@ -323,16 +346,36 @@ class PredictionLog:
             with self.engine.connect() as connection:
                 # Reads the table, so a locked SQLite file counts as down, as it would for writes.
                 connection.execute(select(prediction_log.c.id).limit(1)).all()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return False
         self._reached()
         return True
 
     def _ensure_table(self) -> None:
+        self._check_sqlite_file()
         if not self._table_ready:
-            metadata.create_all(self.engine)
+            from mlrepo.serve.migrations import upgrade_connection  # alembic: on use
+
+            with self.engine.begin() as connection:
+                upgrade_connection(connection)
             self._table_ready = True
+            if self._sqlite_path is not None:
+                self._sqlite_identity = _identity(self._sqlite_path)
+
+    def _check_sqlite_file(self) -> None:
+        """Start afresh if the SQLite file was deleted or replaced since it was opened."""
+        if self._sqlite_path is None or self._sqlite_identity is None:
+            return
+        if _identity(self._sqlite_path) == self._sqlite_identity:
+            return
+        log.warning(
+            "prediction log file %s was removed or replaced; reopening it", self._sqlite_path.name
+        )
+        self.engine.dispose()  # the pooled connections hold the old, unlinked file
+        self._sqlite_identity = None
+        self._table_ready = False
+        self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
 
     def _insert(self) -> Insert:
         dialect = self.engine.dialect.name
@@ -348,12 +391,12 @@ class PredictionLog:
         if self.status != "up":
             log.info("prediction log database %s is up", self._safe_url())
         self.status = "up"
-        self.last_error = None
+        self.last_error = self.last_error_kind = None
         self._last_contact = time.monotonic()
         if self.telemetry:
             self.telemetry.log_db_up.set(1)
 
-    def _failed(self, exc: SQLAlchemyError) -> None:
+    def _failed(self, exc: Exception) -> None:
         cause = getattr(exc, "orig", None) or exc  # the driver's own message, without the SQL
         message = (str(cause).strip() or type(cause).__name__).splitlines()[0]
         if self.status != "down":
@@ -365,6 +408,7 @@ class PredictionLog:
             )
         self.status = "down"
         self.last_error = message
+        self.last_error_kind = type(cause).__name__
         if self.telemetry:
             self.telemetry.log_db_up.set(0)
             self.telemetry.log_errors.inc()
@@ -387,3 +431,11 @@ class PredictionLog:
 
     def _safe_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino

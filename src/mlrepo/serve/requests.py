@@ -12,6 +12,7 @@ Every mistake is a ``BadRequest`` whose details name the field and, in a batch, 
 from __future__ import annotations
 
 import difflib
+import itertools
 from typing import Annotated, Any, cast
 
 import numpy as np
@@ -22,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from mlrepo.predict import check_input, prediction_features
 from mlrepo.schema import Feature, FeatureSchema
 
-MAX_DETAILS = 100  # problems listed in one response
+MAX_DETAILS = 100  # problems listed (and looked for) in one response, by default
+MAX_ECHO = 120  # characters of a client's value or field name repeated in an error
+MAX_MESSAGE = 600
 SERVICE_FIXES = {
     "column_in_schema": "remove the field; it is not a feature of the model",
     "column_in_dataframe": "add the field; the model was trained with it",
@@ -30,13 +33,45 @@ SERVICE_FIXES = {
 
 
 class BadRequest(Exception):
-    """A client mistake: the HTTP status and one detail per problem."""
+    """A client mistake: the HTTP status and one detail per problem.
 
-    def __init__(self, status: int, message: str, details: list[dict[str, Any]]) -> None:
+    At most ``limit`` details are kept, and every text a client could have put there (a field
+    name, a value) is clipped: a 5 MB value must not come back as a 5 MB error.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: list[dict[str, Any]],
+        total: int | None = None,
+        limit: int = MAX_DETAILS,
+    ) -> None:
+        total = len(details) if total is None else total
+        if total > limit:
+            message += f"; the first {limit} are listed"
+        message = clip(message, MAX_MESSAGE)
         super().__init__(message)
         self.status = status
         self.message = message
-        self.details = details
+        self.details = [_clipped(d) for d in details[:limit]]
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """``text``, or its start and end around a note of how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}...[{len(text) - 2 * keep} characters cut]...{text[-keep:]}"
+
+
+def _clipped(found: dict[str, Any]) -> dict[str, Any]:
+    field = found.get("field")
+    return {
+        **found,
+        "field": clip(field) if isinstance(field, str) else field,
+        "msg": clip(str(found["msg"]), MAX_MESSAGE),
+    }
 
 
 def detail(field: str | None, kind: str, message: str, row: int | None = None) -> dict[str, Any]:
@@ -79,10 +114,13 @@ def _list_adapter(item: Any) -> TypeAdapter[list[Any]]:
 class RequestModels:
     """The request contract of one model and the parsing of the two predict bodies."""
 
-    def __init__(self, schema: FeatureSchema, max_batch_rows: int) -> None:
+    def __init__(
+        self, schema: FeatureSchema, max_batch_rows: int, max_problems: int = MAX_DETAILS
+    ) -> None:
         self.schema = schema
         self.names = schema.names
         self.max_batch_rows = max_batch_rows
+        self.limit = max_problems
         self.features = prediction_features(schema)
         # Python attribute names of our own; the JSON keys are the feature names (aliases).
         fields: dict[str, Any] = {
@@ -104,19 +142,17 @@ class RequestModels:
         record = self.record_schema()
         columnar = Columnar.model_json_schema()
         columnar["properties"]["columns"]["items"] = {"type": "string", "enum": self.names}
-        return {
-            "oneOf": [
-                {"type": "array", "items": record, "maxItems": self.max_batch_rows},
-                columnar,
-            ]
-        }
+        columnar["properties"]["columns"]["minItems"] = 1
+        columnar["properties"]["data"]["minItems"] = 1  # an empty batch is answered 422
+        array = {"type": "array", "items": record, "minItems": 1, "maxItems": self.max_batch_rows}
+        return {"oneOf": [array, columnar]}
 
     def record_frame(self, body: bytes) -> pd.DataFrame:
         """The one record of a ``POST /predict`` body, typed, as a one-row frame."""
         try:
             record = self.record.model_validate_json(body)
         except ValidationError as exc:
-            raise _invalid(exc, self.names) from None
+            raise _invalid(exc, self.names, self.limit) from None
         values = record.__dict__.values()  # in field order, which is the schema's
         return self._frame({n: [v] for n, v in zip(self.names, values, strict=True)})
 
@@ -141,6 +177,7 @@ class RequestModels:
                 422,
                 f"{len(problems)} problem(s) with the feature values",
                 [detail(p.column, p.check, f"{p.message}. Fix: {p.fix}") for p in problems],
+                limit=self.limit,
             )
 
     def _check_size(self, rows: int) -> None:
@@ -161,16 +198,24 @@ class RequestModels:
             i for i, r in enumerate(records) if not isinstance(r, dict) or r.keys() != names
         ]
         if misshapen:
-            # Not an object, a field missing or unknown: the record model names every mistake
-            # of every record (the slow way, only for a bad request).
-            details = []
+            # Not an object, a field missing or unknown: the record model names the mistakes
+            # (the slow way, only for a bad request, and only until enough are found).
+            details: list[dict[str, Any]] = []
             for i, record in enumerate(records):
                 try:
                     self.record.model_validate(record)
                 except ValidationError as exc:
-                    details += [{**d, "row": i + 1} for d in _invalid(exc, self.names).details]
-            message = _count(len(details), "problem(s) in the records")
-            raise BadRequest(422, message, details[:MAX_DETAILS])
+                    found = _invalid(exc, self.names, self.limit).details
+                    details += [{**d, "row": i + 1} for d in found]
+                if len(details) >= self.limit:
+                    break
+            message = (
+                f"{len(misshapen)} record(s) with a missing or unknown field, or not an object"
+            )
+            # Each such record has a problem at least: more of them than the limit is more
+            # problems than are listed.
+            total = max(len(details), len(misshapen))
+            raise BadRequest(422, message, details, total=total, limit=self.limit)
         # Typed column by column: an order of magnitude faster than a model per record.
         return self._typed_frame({name: [r[name] for r in records] for name in self.names})
 
@@ -178,38 +223,42 @@ class RequestModels:
         try:
             body = Columnar.model_validate(parsed)
         except ValidationError as exc:
-            raise _invalid(exc, self.names) from None
+            raise _invalid(exc, self.names, self.limit) from None
         self._check_size(len(body.data))
         width = len(body.columns)
-        details = _column_name_details(body.columns, self.names)
+        details = _column_name_details(body.columns, self.names)[: self.limit]
         if any(len(row) != width for row in body.data):
             details += [
                 detail(None, "row_length", f"has {len(row)} values for {width} columns", i)
                 for i, row in enumerate(body.data, start=1)
                 if len(row) != width
-            ][:MAX_DETAILS]
+            ][: self.limit]
         if details:
-            raise BadRequest(422, "the columns or rows do not match the model", details)
+            message = "the columns or rows do not match the model"
+            raise BadRequest(422, message, details, limit=self.limit)
         transposed = map(list, zip(*body.data, strict=True))
         return self._typed_frame(dict(zip(body.columns, transposed, strict=True)))
 
     def _typed_frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
         """Check each column's JSON types; numbers become float64, categories objects."""
         details: list[dict[str, Any]] = []
+        total = 0
         for feature in self.schema.features:
             values = columns[feature.name]
             try:
                 self._columns[feature.name].validate_python(values)
             except ValidationError as exc:
+                total += exc.error_count()
+                if len(details) >= self.limit:
+                    continue  # enough to show: only count the rest (describing them is slow)
                 details += [
                     detail(feature.name, e["type"], _message(e), int(e["loc"][0]) + 1)
-                    for e in exc.errors(include_url=False)
+                    for e in exc.errors(include_url=False)[: self.limit]
                 ]
         if details:
             shown = sorted(details, key=lambda d: (d["row"], self.names.index(d["field"])))
-            raise BadRequest(
-                422, _count(len(details), "value(s) of the wrong type"), shown[:MAX_DETAILS]
-            )
+            message = f"{total} value(s) of the wrong type"
+            raise BadRequest(422, message, shown, total=total, limit=self.limit)
         return self._frame(columns)
 
     def _frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
@@ -221,10 +270,6 @@ class RequestModels:
         return pd.DataFrame(arrays, columns=self.names, copy=False)
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + (f"; the first {MAX_DETAILS} are listed" if n > MAX_DETAILS else "")
-
-
 def _parse_json(body: bytes) -> Any:
     try:
         return pydantic_core.from_json(body, allow_inf_nan=True)
@@ -232,8 +277,9 @@ def _parse_json(body: bytes) -> Any:
         raise BadRequest(400, "malformed JSON", [detail(None, "json_invalid", str(exc))]) from None
 
 
-def _invalid(exc: ValidationError, names: list[str]) -> BadRequest:
-    errors = exc.errors(include_url=False)
+def _invalid(exc: ValidationError, names: list[str], limit: int = MAX_DETAILS) -> BadRequest:
+    total = exc.error_count()
+    errors = exc.errors(include_url=False)[:limit]
     if any(e["type"] == "json_invalid" for e in errors):
         message = next(e["msg"] for e in errors if e["type"] == "json_invalid")
         return BadRequest(400, "malformed JSON", [detail(None, "json_invalid", message)])
@@ -246,7 +292,8 @@ def _invalid(exc: ValidationError, names: list[str]) -> BadRequest:
         if error["type"] == "extra_forbidden" and field is not None:
             message += _did_you_mean(field, missing or names)
         details.append(detail(field, error["type"], message))
-    return BadRequest(422, f"{len(details)} problem(s) with the request body", details)
+    message = f"{total} problem(s) with the request body"
+    return BadRequest(422, message, details, total=total, limit=limit)
 
 
 def _column_name_details(columns: list[str], names: list[str]) -> list[dict[str, Any]]:
@@ -257,20 +304,23 @@ def _column_name_details(columns: list[str], names: list[str]) -> list[dict[str,
             details.append(detail(name, "duplicate_column", "the column is given twice"))
         seen.add(name)
     missing = [n for n in names if n not in seen]
-    for name in columns:
-        if name not in names:
-            details.append(
-                detail(
-                    name,
-                    "extra_forbidden",
-                    "unknown field: not a feature of the model" + _did_you_mean(name, missing),
-                )
+    unknown = (name for name in columns if name not in names)
+    # Suggestions only for the first few: difflib is slow, and the list is cut anyway.
+    for name in itertools.islice(unknown, MAX_DETAILS):
+        details.append(
+            detail(
+                name,
+                "extra_forbidden",
+                "unknown field: not a feature of the model" + _did_you_mean(name, missing),
             )
+        )
     details += [detail(n, "missing", "required field is missing") for n in missing]
     return details
 
 
 def _did_you_mean(field: str, candidates: list[str]) -> str:
+    if len(field) > MAX_ECHO:
+        return ""  # not a typo; and difflib's cost grows with the length
     close = difflib.get_close_matches(field, candidates, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
 

@@ -1,94 +1,93 @@
 """What configures the service: ``mlrepo serve`` options over environment variables over defaults.
 
-Environment: ``DATABASE_URL`` (any SQLAlchemy URL; ``postgresql://`` uses psycopg 3; default a
-SQLite file ``predictions.db`` in the working directory), ``MLREPO_PREDICTION_LOG=off``,
-``MLREPO_MODEL``, ``MLREPO_BACKEND``, ``MLREPO_MAX_BATCH_ROWS``, ``MLREPO_MAX_BODY_BYTES`` and the
-log writer's ``MLREPO_LOG_MAX_ROWS``, ``MLREPO_LOG_BATCH_ROWS``, ``MLREPO_LOG_FLUSH_SECONDS``,
-``MLREPO_LOG_RETRY_MAX_SECONDS``, ``MLREPO_LOG_PING_SECONDS``, ``MLREPO_LOG_SHUTDOWN_SECONDS``.
+One pydantic-settings class reads the environment (names below); a bad value is one
+``MlrepoError`` naming the variable, the value and what is expected. ``DATABASE_URL`` is any
+SQLAlchemy URL (``postgresql://`` uses psycopg 3; default a SQLite file ``predictions.db`` in the
+working directory); ``MLREPO_PREDICTION_LOG=off`` turns the log off. Every other variable is
+``MLREPO_`` + the field name in capitals, e.g. ``MLREPO_MAX_BODY_BYTES``, ``MLREPO_LOG_FORMAT``.
+An empty variable counts as unset.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlrepo.errors import MlrepoError
-from mlrepo.predict import BACKENDS, BackendChoice
+from mlrepo.predict import BackendChoice
 from mlrepo.serve.prediction_log import LogSettings
 
+Positive = Field(gt=0)
 
-@dataclass
-class ServeSettings:
+
+class ServeSettings(BaseSettings):
     """What ``mlrepo serve`` and the environment configure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLREPO_", env_ignore_empty=True, extra="ignore", validate_assignment=True
+    )
 
     model: str | None = None  # a registry reference; None = the production model
     backend: BackendChoice = "auto"
     root: str = "."
-    max_batch_rows: int = 10_000  # POST /predict/batch answers 413 beyond this
-    max_body_bytes: int = 64 * 2**20
-    log: LogSettings | None = field(default_factory=LogSettings)  # None: no prediction log
+    max_batch_rows: int = Field(10_000, gt=0)  # POST /predict/batch answers 413 beyond this
+    # 10k typical records are ~3 MiB of JSON; a larger limit only lets a client make the
+    # process hold (and keep: the allocator does not give it all back) more memory.
+    max_body_bytes: int = Field(16 * 2**20, gt=0)
+    max_problems: int = Field(100, gt=0)  # problems listed (and looked for) in one 4xx
+    log_format: Literal["text", "json"] = "text"
+    prediction_log: bool = True
+    database_url: str = Field(
+        LogSettings.url, validation_alias=AliasChoices("DATABASE_URL", "MLREPO_DATABASE_URL")
+    )
+    log_max_rows: int = Field(LogSettings.max_rows, gt=0)
+    log_batch_rows: int = Field(LogSettings.batch_rows, gt=0)
+    log_flush_seconds: float = Field(LogSettings.flush_seconds, gt=0)
+    log_retry_max_seconds: float = Field(LogSettings.retry_max_seconds, gt=0)
+    log_ping_seconds: float = Field(LogSettings.ping_seconds, gt=0)
+    log_shutdown_seconds: float = Field(LogSettings.shutdown_seconds, gt=0)
+
+    @model_validator(mode="after")
+    def _batch_within_buffer(self) -> ServeSettings:
+        if self.log_batch_rows > self.log_max_rows:
+            raise ValueError("MLREPO_LOG_BATCH_ROWS must not exceed MLREPO_LOG_MAX_ROWS")
+        return self
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
-        """Defaults overridden by ``DATABASE_URL`` and ``MLREPO_*`` variables (see README)."""
-        settings = cls(
-            model=environ.get("MLREPO_MODEL") or None,
-            backend=_env_backend(environ),
-            max_batch_rows=_env_int(environ, "MLREPO_MAX_BATCH_ROWS", cls.max_batch_rows),
-            max_body_bytes=_env_int(environ, "MLREPO_MAX_BODY_BYTES", cls.max_body_bytes),
-        )
-        if environ.get("MLREPO_PREDICTION_LOG", "on").lower() in {"off", "0", "false", "no"}:
-            settings.log = None
-            return settings
-        defaults = LogSettings()
-        settings.log = LogSettings(
-            url=environ.get("DATABASE_URL") or defaults.url,
-            max_rows=_env_int(environ, "MLREPO_LOG_MAX_ROWS", defaults.max_rows),
-            batch_rows=_env_int(environ, "MLREPO_LOG_BATCH_ROWS", defaults.batch_rows),
-            flush_seconds=_env_float(environ, "MLREPO_LOG_FLUSH_SECONDS", defaults.flush_seconds),
-            retry_max_seconds=_env_float(
-                environ, "MLREPO_LOG_RETRY_MAX_SECONDS", defaults.retry_max_seconds
-            ),
-            ping_seconds=_env_float(environ, "MLREPO_LOG_PING_SECONDS", defaults.ping_seconds),
-            shutdown_seconds=_env_float(
-                environ, "MLREPO_LOG_SHUTDOWN_SECONDS", defaults.shutdown_seconds
-            ),
-        )
-        if settings.log.batch_rows > settings.log.max_rows:
-            raise MlrepoError("MLREPO_LOG_BATCH_ROWS must not exceed MLREPO_LOG_MAX_ROWS")
+    def from_env(cls, **overrides: Any) -> ServeSettings:
+        """The environment's settings, then ``overrides`` (the command line's options)."""
+        try:
+            settings = cls()
+            for name, value in overrides.items():
+                setattr(settings, name, value)
+        except ValidationError as exc:
+            raise MlrepoError(_describe(exc)) from None
         return settings
 
-
-def _env_backend(environ: Mapping[str, str]) -> BackendChoice:
-    text = environ.get("MLREPO_BACKEND") or "auto"
-    for backend in BACKENDS:
-        if text == backend:
-            return backend
-    raise MlrepoError(f"MLREPO_BACKEND={text!r}: expected one of {', '.join(BACKENDS)}")
-
-
-def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    text = environ.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise MlrepoError(f"{name}={text!r}: expected a positive integer")
-    return value
+    @property
+    def log(self) -> LogSettings | None:
+        """The prediction log's settings, or None when it is off."""
+        if not self.prediction_log:
+            return None
+        return LogSettings(
+            url=self.database_url,
+            max_rows=self.log_max_rows,
+            batch_rows=self.log_batch_rows,
+            flush_seconds=self.log_flush_seconds,
+            retry_max_seconds=self.log_retry_max_seconds,
+            ping_seconds=self.log_ping_seconds,
+            shutdown_seconds=self.log_shutdown_seconds,
+        )
 
 
-def _env_float(environ: Mapping[str, str], name: str, default: float) -> float:
-    text = environ.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise MlrepoError(f"{name}={text!r}: expected a positive number of seconds")
-    return value
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        variable = "DATABASE_URL" if name == "database_url" else f"MLREPO_{name.upper()}"
+        value = f"={error['input']!r}" if name and not isinstance(error["input"], dict) else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{variable}{value}: {message}" if name else message)
+    return "service settings: " + "; ".join(problems)

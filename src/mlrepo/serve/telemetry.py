@@ -16,6 +16,9 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OTHER = "other"
+# A label takes its value from a closed set: a client choosing the method (any token is valid
+# HTTP) or the path must not be able to add series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Telemetry:
@@ -76,6 +79,10 @@ class Telemetry:
         """The label for ``path``: the route, or 'other' (unknown paths must not add series)."""
         return path if path in self.endpoints else OTHER
 
+    @staticmethod
+    def method(method: str) -> str:
+        return method if method in METHODS else OTHER
+
     def count_predictions(self, classes: Iterable[object], counts: Iterable[int]) -> None:
         for cls, count in zip(classes, counts, strict=True):
             if count:
@@ -116,5 +123,6 @@ class MetricsMiddleware:
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         endpoint = self.telemetry.endpoint(scope["path"])
-        self.telemetry.requests.labels(endpoint, scope["method"], str(status)).inc()
+        method = self.telemetry.method(scope["method"])
+        self.telemetry.requests.labels(endpoint, method, str(status)).inc()
         self.telemetry.latency.labels(endpoint, str(status)).observe(seconds)
