@@ -58,6 +58,7 @@ def test_the_confusion_matrix_and_importance_read_as_the_pngs(workspace: Repo) -
     importance = plots["Permutation importance"][0]["content"]["encoding"]
     assert importance["y"]["field"] == "feature"
     assert importance["y"]["sort"] == "-x"  # the largest bar on top, as in the PNG
+    assert importance["x"]["scale"] == {"zero": True}  # bars start at zero
 
 
 def test_moving_plots_to_outs_left_dvc_lock_valid(workspace: Repo) -> None:
