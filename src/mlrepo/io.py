@@ -7,9 +7,11 @@ never leaves a half-written output; JSON has sorted keys so tracked files are by
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlrepo.errors import DataError
+from mlrepo.logs import get_logger
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+# A read that lasts longer than this logs its progress (to stderr, never into an output).
+PROGRESS_EVERY_S = 2.0
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -37,7 +42,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty; expected a header row and data rows")
     try:
-        frame = pd.read_csv(path) if suffix == ".csv" else pq.read_table(path).to_pandas()
+        frame = _read_csv(path) if suffix == ".csv" else _read_parquet(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as CSV: {_first_line(exc)}") from None
     except (pa.ArrowException, OSError) as exc:
@@ -48,6 +53,80 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: no columns found; expected a header row")
     if len(frame) == 0:
         raise DataError(f"{path}: has a header but no data rows")
+    return frame
+
+
+class _Progress:
+    """Log 'path: n% read' lines once a read has lasted ``PROGRESS_EVERY_S``, then as often."""
+
+    def __init__(self, path: Path, total: int, unit: str) -> None:
+        self.path, self.total, self.unit = path, max(total, 1), unit
+        self.start = self.last = time.monotonic()
+        self.logged = False
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last, self.logged = now, True
+            get_logger().info(
+                "%s: %d%% read (%s of %s %s, %.0f s)",
+                self.path,
+                100 * done // self.total,
+                f"{done:,}",
+                f"{self.total:,}",
+                self.unit,
+                now - self.start,
+            )
+
+    def done(self, rows: int) -> None:
+        if self.logged:
+            get_logger().info(
+                "%s: read %s rows in %.1f s", self.path, f"{rows:,}", time.monotonic() - self.start
+            )
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """``pq.read_table(path).to_pandas()``, one row group at a time, with a peak of ~1x the table.
+
+    ``self_destruct`` frees each Arrow column once converted and ``split_blocks`` skips the
+    consolidating copy, so the frame is not held twice (2.5x the table before).
+    """
+    handle = pq.ParquetFile(path)
+    progress = _Progress(path, handle.metadata.num_rows, "rows")
+    groups, rows = [], 0
+    for index in range(handle.num_row_groups):
+        groups.append(handle.read_row_group(index))
+        rows += groups[-1].num_rows
+        progress.update(rows)
+    table = pa.concat_tables(groups) if groups else handle.schema_arrow.empty_table()
+    del groups
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    progress.done(len(frame))
+    return frame
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary file that reports how far it has been read, for a CSV's progress lines."""
+
+    def __init__(self, raw: io.BufferedReader, progress: _Progress) -> None:
+        self.raw, self.progress, self.position = raw, progress, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)
+        self.position += n or 0
+        self.progress.update(self.position)
+        return n or 0
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    progress = _Progress(path, path.stat().st_size, "bytes")
+    with open(path, "rb") as raw:
+        frame = pd.read_csv(io.BufferedReader(_CountingReader(raw, progress)))
+    progress.done(len(frame))
     return frame
 
 

@@ -108,6 +108,10 @@ class ValidateParams(Section):
     max_outlier_share: Probability = 0.05
     outlier_z: PositiveFloat = 5.0
     max_imbalance_ratio: PositiveFloat = 10.0
+    # The outlier share (a warning) is estimated on a seeded sample above this many rows; every
+    # rule that can fail the data (nulls, types, ranges, duplicates...) always sees every row.
+    sample_rows: PositiveInt | None = 1_000_000
+    seed: int = 42
     drop_columns: list[str] = []
     columns: dict[str, ColumnRule] = {}
 

@@ -83,20 +83,26 @@ def numeric_looking(frame: pd.DataFrame, columns: list[str]) -> list[Problem]:
             continue
         if pd.api.types.is_bool_dtype(values.dtype):
             continue
-        parsed = pd.to_numeric(values, errors="coerce")
-        bad = values[parsed.isna()]
-        if len(bad) > 0 and parsed.notna().mean() >= NUMERIC_LOOKING_SHARE:
-            examples = sorted({repr(v) for v in bad.tolist()})[:MAX_EXAMPLES]
-            rows = ", ".join(str(int(i) + 1) for i in bad.index[:MAX_EXAMPLES])
+        # Parse each distinct value once: a category column has a handful of them, and
+        # to_numeric costs ~0.5 s per million rows of text.
+        codes, uniques = pd.factorize(values)
+        parses = pd.to_numeric(pd.Series(uniques), errors="coerce").notna().to_numpy()
+        is_number = parses[codes]
+        n_bad = len(values) - int(is_number.sum())
+        if n_bad > 0 and is_number.mean() >= NUMERIC_LOOKING_SHARE:
+            bad_values = pd.Series(uniques)[~parses].tolist()
+            examples = sorted({repr(v) for v in bad_values})[:MAX_EXAMPLES]
+            bad_rows = values.index[np.flatnonzero(~is_number)[:MAX_EXAMPLES]]
+            rows = ", ".join(str(int(i) + 1) for i in bad_rows)
             problems.append(
                 Problem(
                     check="numeric_dtype",
                     column=column,
-                    message=f"a numeric column with {len(bad)} non-numeric value(s), e.g. rows "
+                    message=f"a numeric column with {n_bad} non-numeric value(s), e.g. rows "
                     f"{rows}; values {', '.join(examples)}",
                     fix="correct those values in the source (or declare the column with "
                     "validate.columns.<name>.dtype: categorical if it really is a category)",
-                    count=len(bad),
+                    count=n_bad,
                     examples=examples,
                 )
             )
@@ -125,12 +131,51 @@ def identifier_like(frame: pd.DataFrame, categorical: list[str]) -> list[Problem
 
 
 def duplicate_rows(frame: pd.DataFrame) -> pd.Series:
-    """Mask of rows that repeat an earlier row exactly (features and label)."""
-    return frame.duplicated(keep="first")
+    """Mask of rows that repeat an earlier row exactly (features and label).
+
+    Exact, like ``DataFrame.duplicated(keep="first")``, but cheaper at scale: a 64-bit hash
+    per row (equal rows hash equal) picks the few candidate rows, and only those are
+    compared value by value. ``duplicated`` on the whole table factorizes every column
+    (~8 s and 200 MB at 1M rows x 23).
+    """
+    if len(frame) < 2 or frame.shape[1] == 0:
+        return frame.duplicated(keep="first")
+    candidates = pd.Series(_row_hashes(frame)).duplicated(keep=False).to_numpy()
+    mask = np.zeros(len(frame), dtype=bool)
+    if candidates.any():
+        mask[candidates] = frame[candidates].duplicated(keep="first").to_numpy()
+    return pd.Series(mask, index=frame.index)
+
+
+def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """One uint64 per row, equal for rows that ``DataFrame.duplicated`` calls equal."""
+    combined = np.zeros(len(frame), dtype=np.uint64)
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+            # hash_array canonicalizes NaN payloads and -0.0, as duplicated compares them.
+            hashed = pd.util.hash_array(column.to_numpy())
+        else:
+            # Object, string and other columns: factorize codes carry exactly pandas' notion
+            # of equal values (1 == 1.0, every null alike).
+            hashed = pd.util.hash_array(pd.factorize(column)[0])
+        combined *= np.uint64(1_000_003)  # wraps modulo 2**64: a hash, not a count
+        combined ^= hashed
+    return combined
 
 
 def constant_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    return [c for c in columns if frame[c].nunique(dropna=True) <= 1]
+    """Columns with at most one distinct non-null value."""
+    return [c for c in columns if _is_constant(frame[c])]
+
+
+def _is_constant(column: pd.Series) -> bool:
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":
+        # min == max is nunique <= 1 for numbers (an all-null column has a NaN min), without
+        # nunique's hash table.
+        low, high = column.min(), column.max()
+        return bool(pd.isna(low) or low == high)
+    return bool(column.nunique(dropna=True) <= 1)
 
 
 def leaking_columns(frame: pd.DataFrame, columns: list[str], target: str) -> list[str]:
@@ -140,38 +185,72 @@ def leaking_columns(frame: pd.DataFrame, columns: list[str], target: str) -> lis
     each along the sorted values (so thresholds, or a lookup for categories, separate them
     exactly). Identifier-like columns (more than half the values distinct) are not judged as
     lookups, since any unique key maps to the labels trivially.
+
+    For a numeric column that is the same as: every class occurs and the classes' value ranges
+    [min, max] do not overlap. So instead of sorting each column (2.7 s at 1M rows x 20,
+    against 5.8 s for a groupby per column), one grouped min/max over all numeric columns
+    decides, in a single pass.
     """
-    leaks = []
-    n_classes = frame[target].nunique()
+    labels = frame[target]
+    n_classes = labels.nunique()
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
+    leaks = set()
+    if numeric and n_classes:
+        ranges = frame[numeric].groupby(labels, observed=True, sort=False).agg(["min", "max"])
+        for column in numeric:
+            low = ranges[(column, "min")].to_numpy(dtype="float64")
+            high = ranges[(column, "max")].to_numpy(dtype="float64")
+            if len(low) < n_classes or np.isnan(low).any():
+                continue  # a class has no value in this column, so it is not one run
+            order = np.argsort(low, kind="stable")
+            if bool(np.all(low[order][1:] > high[order][:-1])):
+                leaks.add(column)
+    class_codes = pd.factorize(labels)[0]
     for column in columns:
-        pair = frame[[column, target]].dropna()
-        if pair.empty:
+        if column in numeric:
             continue
-        per_value = pair.groupby(column, sort=True, observed=True)[target].nunique()
-        if (per_value > 1).any():
+        value_codes, uniques = pd.factorize(frame[column])
+        both = (value_codes >= 0) & (class_codes >= 0)
+        if not both.any():
             continue
-        if pd.api.types.is_numeric_dtype(pair[column].dtype):
-            ordered = pair.sort_values(column, kind="stable")[target].to_numpy()
-            runs = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
-            if runs == n_classes:
-                leaks.append(column)
-        elif len(per_value) <= len(pair) / 2:
-            leaks.append(column)
-    return leaks
+        values = value_codes[both].astype(np.int64)
+        n_values = int(np.count_nonzero(np.bincount(values, minlength=len(uniques))))
+        n_pairs = len(pd.unique(values * max(n_classes, 1) + class_codes[both]))
+        if n_pairs == n_values and n_values <= both.sum() / 2:
+            leaks.add(column)
+    return [c for c in columns if c in leaks]
 
 
-def outlier_share(frame: pd.DataFrame, columns: list[str], z: float) -> dict[str, float]:
-    """Share of values more than ``z`` robust standard deviations (median/MAD) from the median."""
+def sample_positions(n_rows: int, sample_rows: int | None, seed: int) -> np.ndarray | None:
+    """Sorted row positions of a seeded sample of ``sample_rows`` rows; None: use every row."""
+    if sample_rows is None or n_rows <= sample_rows:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_rows, size=sample_rows, replace=False))
+
+
+def outlier_share(
+    frame: pd.DataFrame, columns: list[str], z: float, rows: np.ndarray | None = None
+) -> dict[str, float]:
+    """Share of values more than ``z`` robust standard deviations (median/MAD) from the median.
+
+    ``rows`` (positions, e.g. from ``sample_positions``) estimates it on those rows only: two
+    medians per column cost ~1 s per 10M rows.
+    """
     shares = {}
     for column in columns:
-        values = frame[column].astype("float64").dropna().to_numpy()
+        values = frame[column].to_numpy(dtype="float64", na_value=np.nan)
+        if rows is not None:
+            values = values[rows]
+        values = values[~np.isnan(values)]
         if values.size == 0:
             continue
         median = np.median(values)
-        mad = np.median(np.abs(values - median)) * 1.4826
+        deviation = np.abs(values - median)
+        mad = np.median(deviation) * 1.4826
         if mad == 0:
             continue
-        shares[column] = float(np.mean(np.abs(values - median) / mad > z))
+        shares[column] = float(np.mean(deviation / mad > z))
     return shares
 
 
@@ -181,11 +260,19 @@ def imbalance_ratio(frame: pd.DataFrame, target: str) -> float:
 
 
 def warnings_for_distribution(
-    frame: pd.DataFrame, numeric: list[str], target: str, params: ValidateParams
+    frame: pd.DataFrame,
+    numeric: list[str],
+    target: str,
+    params: ValidateParams,
+    rows: np.ndarray | None = None,
 ) -> list[Problem]:
-    """Outlier share and class imbalance: worth a look, never a reason to stop."""
+    """Outlier share and class imbalance: worth a look, never a reason to stop.
+
+    ``rows``: estimate the outlier share on these row positions (a seeded sample).
+    """
     problems = []
-    for column, share in outlier_share(frame, numeric, params.outlier_z).items():
+    sampled = "" if rows is None else f"; estimated on a seeded sample of {len(rows)} rows"
+    for column, share in outlier_share(frame, numeric, params.outlier_z, rows).items():
         if share > params.max_outlier_share:
             problems.append(
                 Problem(
@@ -193,7 +280,7 @@ def warnings_for_distribution(
                     column=column,
                     severity="warning",
                     message=f"{share:.1%} of values lie beyond {params.outlier_z} robust "
-                    f"standard deviations (threshold {params.max_outlier_share:.1%})",
+                    f"standard deviations (threshold {params.max_outlier_share:.1%}){sampled}",
                     fix="check the source for unit errors or sentinels such as -999; "
                     "scaler: robust is less sensitive to outliers",
                     count=round(share * len(frame)),

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 Kind = Literal["numeric", "categorical"]
 MAX_EXAMPLES = 5
@@ -105,17 +106,23 @@ def coerce(frame: pd.DataFrame, schema: FeatureSchema, *, lenient: bool = False)
             ).astype("float64")
         else:
             out[feature.name] = categorical_as_str(column)
-    return pd.DataFrame(out, index=frame.index)
+    # copy=False: the columns that are already canonical are shared, not copied (copy-on-write
+    # keeps the caller's frame safe).
+    return pd.DataFrame(out, index=frame.index, copy=False)
 
 
 def categorical_as_str(column: pd.Series) -> pd.Series:
     """Categories as Python strings in an object column, nulls as NaN (what OneHotEncoder wants)."""
+    mask = column.isna()  # on the source dtype: a bitmap read for Arrow-backed strings
     values = column.astype(object)
-    mask = values.isna()
-    if isinstance(column.dtype, pd.StringDtype):
+    if isinstance(column.dtype, pd.StringDtype) or _only_strings(values):
         # Already strings: only the nulls need normalising (mapping each value is slow at 1M).
-        return values.where(~mask, np.nan)
+        return values.where(~mask, np.nan) if mask.any() else values
     return values.where(mask, values.map(_category_str)).where(~mask, np.nan).astype(object)
+
+
+def _only_strings(values: pd.Series) -> bool:
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string"
 
 
 def _category_str(value: Any) -> str:
@@ -129,6 +136,10 @@ def pandera_schema(
     features: list[Feature], *, strict: bool, check_categories: bool
 ) -> pa.DataFrameSchema:
     """The pandera schema for ``features``; ``strict`` rejects columns that are not features."""
+    # Imported here: pandera (and the hypothesis it pulls in) costs ~1 s of start-up that the
+    # stages which only read a schema (featurize, train, evaluate...) should not pay.
+    import pandera.pandas as pa
+
     columns = {}
     for feature in features:
         checks: list[pa.Check] = []
@@ -205,6 +216,8 @@ def check_frame(
             prepared[feature.name] = categorical_as_str(prepared[feature.name])
             continue
         original = prepared[feature.name]
+        if original.dtype == np.float64:
+            continue  # already numbers: nothing to parse
         if pd.api.types.is_bool_dtype(original.dtype):
             original = original.astype(object)
         numbers = pd.to_numeric(original, errors="coerce")
@@ -222,9 +235,13 @@ def check_frame(
                 )
             )
         prepared[feature.name] = numbers.astype("float64")
+    from pandera.errors import SchemaErrors
+
     schema = pandera_schema(features, strict=strict, check_categories=check_categories)
     try:
-        schema.validate(prepared, lazy=True)
+        # inplace: ``prepared`` is this function's own frame, so pandera need not deep-copy it
+        # (a full copy of the table, 0.7 GB at 1M rows).
+        schema.validate(prepared, lazy=True, inplace=True)
     except SchemaErrors as exc:
         cases = exc.failure_cases
         keep = [

@@ -96,3 +96,66 @@ def test_identifier_like_text_columns_are_a_warning() -> None:
     problems = quality.identifier_like(frame, ["customer", "plan"])
     assert [(p.column, p.severity) for p in problems] == [("customer", "warning")]
     assert "validate.drop_columns" in problems[0].fix
+
+
+def test_duplicate_rows_agree_with_pandas_on_awkward_values() -> None:
+    # NaN with another payload and -0.0 are the same values to DataFrame.duplicated; so are
+    # 1 and 1.0 in an object column, and None and NaN.
+    other_nan = np.frombuffer(np.uint64(0x7FF8000000000001).tobytes(), dtype=np.float64)[0]
+    frame = pd.DataFrame(
+        {
+            "x": [np.nan, other_nan, 0.0, -0.0, 1.0, 1.0, 2.0],
+            "o": [1, 1.0, "a", "a", None, np.nan, "b"],
+            "y": [0, 0, 1, 1, 0, 0, 1],
+        }
+    )
+    expected = frame.duplicated(keep="first").tolist()
+    assert expected == [False, True, False, True, False, True, False]
+    assert quality.duplicate_rows(frame).tolist() == expected
+
+
+def test_duplicate_rows_on_a_bigger_table_match_pandas() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "a": rng.integers(0, 3, 5000).astype(float),
+            "b": rng.choice(["u", "v"], 5000),
+            "y": rng.integers(0, 2, 5000),
+        }
+    )
+    frame.index = frame.index * 2  # masks follow the frame's own index
+    mask = quality.duplicate_rows(frame)
+    assert mask.index.equals(frame.index)
+    assert mask.tolist() == frame.duplicated(keep="first").tolist()
+
+
+def test_leaking_columns_need_every_class_in_its_own_range() -> None:
+    frame = pd.DataFrame(
+        {
+            "touching": [1.0, 2.0, 2.0, 3.0],  # 2.0 is in both classes: not separable
+            "gap": [1.0, 2.0, 2.5, 3.0],
+            "one_class_missing": [1.0, 2.0, np.nan, np.nan],
+            "y": [0, 0, 1, 1],
+        }
+    )
+    columns = ["touching", "gap", "one_class_missing"]
+    assert quality.leaking_columns(frame, columns, "y") == ["gap"]
+
+
+def test_sample_positions_are_seeded_sorted_and_only_for_big_tables() -> None:
+    assert quality.sample_positions(100, 100, seed=1) is None
+    assert quality.sample_positions(100, None, seed=1) is None
+    first = quality.sample_positions(1000, 100, seed=1)
+    assert first is not None and len(first) == 100 == len(set(first.tolist()))
+    assert (np.diff(first) > 0).all()
+    same, other = quality.sample_positions(1000, 100, 1), quality.sample_positions(1000, 100, 2)
+    assert same is not None and other is not None
+    assert same.tolist() == first.tolist() and other.tolist() != first.tolist()
+
+
+def test_outlier_share_on_sampled_rows() -> None:
+    values = np.r_[np.linspace(-1, 1, 90), np.full(10, 100.0)]
+    frame = pd.DataFrame({"x": values})
+    assert quality.outlier_share(frame, ["x"], 5.0, rows=np.arange(90)) == {"x": 0.0}
+    every_other = quality.outlier_share(frame, ["x"], 5.0, rows=np.arange(0, 100, 4))
+    assert every_other == {"x": pytest.approx(2 / 25)}  # rows 92 and 96 are outliers

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import joblib
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -75,16 +76,18 @@ def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParam
             f" for {n_classes} classes; each part needs at least one row per class. Fix: choose"
             " a test_size between 0.1 and 0.5, or use more data"
         )
-    train, test = train_test_split(
-        frame, test_size=params.test_size, stratify=labels, random_state=params.seed
+    # Split row positions, not the frame: the same rows as splitting the frame itself, and each
+    # part is then gathered once.
+    train_rows, test_rows = train_test_split(
+        np.arange(len(frame)), test_size=params.test_size, stratify=labels, random_state=params.seed
     )
+    train = frame.take(train_rows).reset_index(drop=True)
+    test = frame.take(test_rows).reset_index(drop=True)
+    # The caller's reference aside, the full table is no longer needed while the fit runs.
+    del frame, labels
     preprocessor = build_preprocessor(schema, params.scaler)
     preprocessor.fit(train[schema.names], train[schema.target])
-    return Split(
-        train=train.reset_index(drop=True),
-        test=test.reset_index(drop=True),
-        preprocessor=preprocessor,
-    )
+    return Split(train=train, test=test, preprocessor=preprocessor)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     log = setup_logging("featurize")
     params = load_params(args.params).featurize
     schema = FeatureSchema.model_validate(read_json(args.schema))
-    frame = read_table(args.data)
-    with timed("featurize"):
-        split = featurize(frame, schema, params)
+    with timed("read and featurize"):
+        # Not kept in a variable here, so featurize can free the table once it is split.
+        split = featurize(read_table(args.data), schema, params)
     write_parquet(split.train, args.train)
     write_parquet(split.test, args.test)
     write_with(args.preprocessor, lambda tmp: joblib.dump(split.preprocessor, tmp))

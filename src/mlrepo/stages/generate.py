@@ -11,7 +11,6 @@ import difflib
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import make_classification
 
 from mlrepo.errors import DataError, run_cli
 from mlrepo.io import read_table, write_parquet
@@ -28,6 +27,8 @@ def synthesize(params: GenerateParams) -> pd.DataFrame:
     informative feature so the categorical path carries signal. The target column is
     ``generate.target`` with integer classes.
     """
+    from sklearn.datasets import make_classification  # only here: source: file needs no sklearn
+
     x, y = make_classification(
         n_samples=params.n_samples,
         n_features=params.n_features,
@@ -41,15 +42,28 @@ def synthesize(params: GenerateParams) -> pd.DataFrame:
         random_state=params.seed,
     )
     rng = np.random.default_rng(params.seed)
-    frame = pd.DataFrame(x, columns=[f"num_{i:02d}" for i in range(params.n_features)])
+    # The same draws, in the same order, as building the frame and then shuffling its rows
+    # (so the bytes of raw.parquet do not change), but each column is gathered once into the
+    # shuffled order: no DataFrame copy of x and no second copy from iloc (4.8 GB at 10M rows).
+    binned = []
     for i in range(params.n_categorical):
         noisy = x[:, i] + rng.normal(scale=0.5, size=len(x))
         edges = np.quantile(noisy, np.linspace(0, 1, len(CATEGORIES) + 1)[1:-1])
-        frame[f"cat_{i}"] = np.asarray(CATEGORIES, dtype=object)[np.searchsorted(edges, noisy)]
+        binned.append(np.searchsorted(edges, noisy).astype(np.int8))
+        del noisy
     # make_classification orders rows by class; shuffle them with the seed.
-    frame[params.target] = y
-    order = rng.permutation(len(frame))
-    return frame.iloc[order].reset_index(drop=True)
+    order = rng.permutation(len(x))
+    numbers = np.empty((x.shape[1], len(x)))  # one contiguous row per column, as pandas stores it
+    for j in range(x.shape[1]):
+        np.take(x[:, j], order, out=numbers[j])
+    del x
+    names = [f"num_{i:02d}" for i in range(params.n_features)]
+    frame = pd.DataFrame(numbers.T, columns=names, copy=False)
+    labels = np.asarray(CATEGORIES, dtype=object)
+    for i, codes in enumerate(binned):
+        frame[f"cat_{i}"] = labels[codes[order]]
+    frame[params.target] = y[order]
+    return frame
 
 
 def _normalized(weights: list[float] | None) -> list[float] | None:

@@ -34,6 +34,8 @@ class Validation:
     schema: FeatureSchema | None = None
     problems: list[Problem] = field(default_factory=list)
     dropped: dict[str, Any] = field(default_factory=dict)
+    # Checks that ran on a seeded sample rather than every row: name -> rows, of, seed.
+    sampled: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -44,7 +46,7 @@ class Validation:
         return [p for p in self.problems if p.severity == "warning"]
 
     def report(self) -> dict[str, Any]:
-        return {
+        report = {
             "source": self.source,
             "passed": not self.errors,
             "rows_in": self.rows_in,
@@ -56,6 +58,9 @@ class Validation:
             "errors": [p.as_dict() for p in self.errors],
             "warnings": [p.as_dict() for p in self.warnings],
         }
+        if self.sampled:  # only then, so a report of an unsampled run keeps its bytes
+            report["sampled"] = self.sampled
+        return report
 
 
 def validate(
@@ -111,13 +116,14 @@ def validate(
     lenient = any(p.severity == "error" for p in problems)
     features = [f for f in features if f.name in frame.columns]
     names = [f.name for f in features]
-    frame = pd.concat(
-        [coerce(frame, _schema(target, [], features), lenient=lenient), frame[[target]]], axis=1
-    )
+    labels = frame[target]
+    frame = coerce(frame, _schema(target, [], features), lenient=lenient)
+    frame[target] = labels
     if params.missing == "drop":
         has_null = frame[names].isna().any(axis=1)
         result.dropped["missing_rows"] = int(has_null.sum())
-        frame = frame[~has_null]
+        if result.dropped["missing_rows"]:
+            frame = frame[~has_null]
 
     duplicates = quality.duplicate_rows(frame)
     n_duplicates = int(duplicates.sum())
@@ -168,7 +174,14 @@ def validate(
         for c in quality.leaking_columns(frame, names, target)
     ]
     numeric = [f.name for f in features if f.kind == "numeric"]
-    problems += quality.warnings_for_distribution(frame, numeric, target, params)
+    sample = quality.sample_positions(len(frame), params.sample_rows, params.seed)
+    if sample is not None:
+        result.sampled["outlier_share"] = {
+            "rows": len(sample),
+            "of": len(frame),
+            "seed": params.seed,
+        }
+    problems += quality.warnings_for_distribution(frame, numeric, target, params, sample)
     mistyped = {p.column for p in problems if p.check == "numeric_dtype"}
     problems += quality.identifier_like(
         frame, [f.name for f in features if f.kind == "categorical" and f.name not in mistyped]
@@ -228,7 +241,7 @@ def learn_schema(
                     name=feature.name,
                     kind="categorical",
                     nullable=nullable,
-                    categories=sorted({str(v) for v in column.dropna()}),
+                    categories=sorted({str(v) for v in column.dropna().unique()}),
                 )
             )
         else:
