@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 unexport VIRTUAL_ENV PYTHONPATH
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test test-fast lint format requirements plots bench serve report clean
+.PHONY: help setup repro test test-fast lint format requirements plots bench serve report clean app audit
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -50,8 +50,10 @@ requirements: ## Re-compile requirements.txt from requirements.in (pip-compile)
 plots: setup ## Render every plot to dvc_plots/index.html (works offline)
 	$(BIN)/dvc plots show --html-template .dvc/plots_offline.html
 
-bench: setup ## Run the benchmarks and rewrite benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/pipeline.py
+# BENCH_ARGS re-measures a subset: `make bench BENCH_ARGS="--only scaling --models xgboost
+# --sizes 1000000"` replaces those results; the table and plot are re-rendered from all of them.
+bench: setup ## Run the pipeline benchmarks; re-render benchmarks/RESULTS.md and scaling.png
+	$(BIN)/python benchmarks/pipeline.py $(BENCH_ARGS)
 
 # `make serve MODEL=model@v1.2.0 PORT=9000` (command-line values win over these defaults);
 # DATABASE_URL picks the prediction-log database.
@@ -59,6 +61,18 @@ HOST := 127.0.0.1
 PORT := 8000
 serve: setup ## Serve the production model (or MODEL=ref) over HTTP on HOST:PORT; docs at /docs
 	$(BIN)/mlrepo serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL))
+
+# `make app` talks to the service `make serve` starts (MLREPO_SERVICE_URL overrides it) and reads
+# the prediction log through DATABASE_URL, as the service does.
+APP_PORT ?= 8501
+app: setup ## The web app (Streamlit) on HOST:APP_PORT (8501), for the service on HOST:PORT
+	MLREPO_SERVICE_URL="$${MLREPO_SERVICE_URL:-http://$(HOST):$(PORT)}" \
+	$(BIN)/streamlit run src/mlrepo/app/main.py --server.address $(HOST) \
+		--server.port $(APP_PORT) --server.headless true --browser.gatherUsageStats false \
+		--server.fileWatcherType none --client.toolbarMode viewer
+
+audit: setup ## pip-audit of requirements.txt: fails only on a vulnerability that has a fix
+	$(BIN)/python .ci/audit.py requirements.txt
 
 BASE := main
 report: setup ## Write report/report.md: params, metrics, validation, drift, plots vs BASE (main)

@@ -37,7 +37,7 @@ def test_overview_shows_the_served_model(app_env: Served) -> None:
     assert shown["Model version"] == model["version"]
     assert shown["Test accuracy"] == f"{app_env.accuracy:.3f}"
     assert shown["Promotable"] == "yes"
-    assert shown["Stage"] == "none (not promoted)"
+    assert shown["Stage"] == "none"
     assert not at.error
 
 

@@ -17,9 +17,10 @@ accuracy = ui.metric_value(metrics, "evaluate", "accuracy")
 promotable = ui.metric_value(metrics, "evaluate", "promotable")
 minimum = ui.metric_value(metrics, "evaluate", "min_accuracy")
 
-left, middle, right, last = st.columns(4)
+# The version (an md5 for an unregistered model) needs the room to show whole.
+left, middle, right, last = st.columns([4, 2, 2, 2])
 left.metric("Model version", model.version)
-middle.metric("Stage", info.get("stage") or "none (not promoted)")
+middle.metric("Stage", info.get("stage") or "none", help="the registry stage (GTO), if any")
 right.metric("Test accuracy", f"{accuracy:.3f}" if isinstance(accuracy, float) else "unknown")
 last.metric(
     "Promotable",
