@@ -141,9 +141,19 @@ class RequestModels:
     def batch_schema(self) -> dict[str, Any]:
         record = self.record_schema()
         columnar = Columnar.model_json_schema()
-        columnar["properties"]["columns"]["items"] = {"type": "string", "enum": self.names}
-        columnar["properties"]["columns"]["minItems"] = 1
-        columnar["properties"]["data"]["minItems"] = 1  # an empty batch is answered 422
+        width = len(self.names)
+        # Every feature once, in any order; each row as many values as there are columns.
+        columnar["properties"]["columns"].update(
+            items={"type": "string", "enum": self.names},
+            minItems=width,
+            maxItems=width,
+            uniqueItems=True,
+        )
+        columnar["properties"]["data"].update(
+            items={"type": "array", "minItems": width, "maxItems": width},
+            minItems=1,  # an empty batch is answered 422
+            maxItems=self.max_batch_rows,
+        )
         array = {"type": "array", "items": record, "minItems": 1, "maxItems": self.max_batch_rows}
         return {"oneOf": [array, columnar]}
 
