@@ -121,7 +121,7 @@ def _serve(handler: Any) -> Iterator[http.server.ThreadingHTTPServer]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[str]]]:
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip(
             "chromium and chromedriver not installed (apt-get install chromium chromium-driver;"
@@ -130,6 +130,9 @@ def browser(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    # Both paths are given, so Selenium Manager has nothing to find; offline, it downloads
+    # nothing even if it runs.
+    monkeypatch.setenv("SE_OFFLINE", "true")
     asked: list[str] = []
     handler = type("Refusing", (_Refusing,), {"asked": asked})
     for proxy in _serve(handler):
