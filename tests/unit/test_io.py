@@ -200,3 +200,48 @@ def test_file_md5_matches_the_bytes(tmp_path: Path) -> None:
     payload = os.urandom(3 * (1 << 20) + 17)  # more than one read block
     path.write_bytes(payload)
     assert file_md5(path) == hashlib.md5(payload).hexdigest()
+
+
+def test_parquet_with_many_row_groups_reads_as_pyarrow_does(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"x": rng.normal(size=1000), "c": rng.choice(["a", "b"], 1000), "y": np.arange(1000)}
+    )
+    frame.loc[5, "x"] = np.nan
+    frame.attrs = {"source": "customers.csv"}
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path, index=False, row_group_size=128)
+    assert pq.ParquetFile(path).num_row_groups == 8
+    read = read_table(path)
+    pd.testing.assert_frame_equal(read, pq.read_table(path).to_pandas())
+    assert read.attrs == {"source": "customers.csv"}
+    read.loc[0, "x"] = 1.0  # the frame is the caller's to change (Arrow buffers are read-only)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_slow_reads_log_progress_to_stderr_only(
+    tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import mlrepo.io
+
+    frame = pd.DataFrame({"x": np.arange(5000.0), "y": np.arange(5000) % 2})
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False, row_group_size=1000)
+    before = path.read_bytes()
+    logger = logging.getLogger("mlrepo")
+    monkeypatch.setattr(logger, "propagate", True)
+    with caplog.at_level(logging.INFO, logger="mlrepo"):
+        read_table(path)  # fast: nothing logged
+        assert caplog.messages == []
+        monkeypatch.setattr(mlrepo.io, "PROGRESS_EVERY_S", 0.0)
+        pd.testing.assert_frame_equal(read_table(path), frame)
+    assert any(f"{path}: 100% read" in m for m in caplog.messages), caplog.messages
+    assert caplog.messages[-1].startswith(f"{path}: read 5,000 rows in ")
+    assert path.read_bytes() == before

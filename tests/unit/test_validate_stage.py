@@ -471,3 +471,30 @@ def test_main_writes_the_validated_table_schema_and_report(
     assert report["passed"] is True
     assert report["dropped"]["duplicate_rows"] == 3
     assert list(report) == sorted(report), "JSON keys are sorted so the file is byte-stable"
+
+
+def test_outlier_share_is_sampled_above_sample_rows_and_says_so(raw_frame: pd.DataFrame) -> None:
+    raw_frame.loc[:29, "num_02"] = 1e6  # 10% of the rows: an outlier_share warning
+    full = run(raw_frame)
+    assert "sampled" not in full.report()
+    assert "sample" not in problem(full, "outlier_share", "num_02").message
+
+    sampled = run(raw_frame, sample_rows=200, seed=3)
+    assert sampled.report()["sampled"] == {"outlier_share": {"rows": 200, "of": 300, "seed": 3}}
+    found = problem(sampled, "outlier_share", "num_02")
+    assert "estimated on a seeded sample of 200 rows" in found.message
+    assert found.severity == "warning"
+    again = run(raw_frame, sample_rows=200, seed=3)
+    assert again.report() == sampled.report()
+    # Exact rules never sample: duplicates and nulls are counted on every row.
+    raw_frame.loc[299, "num_01"] = np.nan
+    assert problem(run(raw_frame, sample_rows=10), "not_nullable", "num_01").count == 1
+
+
+@pytest.mark.parametrize("value", [0, -5, "many"])
+def test_bad_sample_rows_is_rejected_by_name(value: object) -> None:
+    from mlrepo.errors import ParamsError
+    from mlrepo.params import parse_params
+
+    with pytest.raises(ParamsError, match=r"validate\.sample_rows"):
+        parse_params({"validate": {"sample_rows": value}})

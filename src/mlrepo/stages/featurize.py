@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from mlrepo.errors import DataError, run_cli
-from mlrepo.io import read_json, read_table, write_parquet, write_with
+from mlrepo.io import read_json, read_table, release_unused_memory, write_parquet, write_with
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import FeaturizeParams, load_params
 from mlrepo.schema import FeatureSchema
@@ -85,6 +85,7 @@ def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParam
     test = frame.take(test_rows).reset_index(drop=True)
     # The caller's reference aside, the full table is no longer needed while the fit runs.
     del frame, labels
+    release_unused_memory()
     preprocessor = build_preprocessor(schema, params.scaler)
     preprocessor.fit(train[schema.names], train[schema.target])
     return Split(train=train, test=test, preprocessor=preprocessor)
