@@ -172,6 +172,7 @@ return {
 """
 
 
+@pytest.mark.browser
 def test_the_plots_page_renders_every_panel_offline(
     workspace: Repo, browser: tuple[Any, list[str]], tmp_path: Path
 ) -> None:
