@@ -96,7 +96,7 @@ def export(
     pipeline = for_prediction(pipeline)
     model = pipeline.steps[-1][1]
     summary: dict[str, Any] = {
-        "estimator": type(model.estimator_ if isinstance(model, Booster) else model).__name__,
+        "estimator": estimator_name(model),
         "on_unsupported": params.on_unsupported,
         "versions": {
             "onnx": onnx.__version__,
@@ -296,6 +296,11 @@ def _hist_gradient_boosting(scope: Any, operator: Any, container: Any) -> None:
     )
 
 
+def estimator_name(model: Any) -> str:
+    """The model's class name; the library's own for a Booster (XGBClassifier, LGBMClassifier)."""
+    return type(model.estimator_ if isinstance(model, Booster) else model).__name__
+
+
 def _is_xgboost(model: Any) -> bool:
     return isinstance(model, Booster) and type(model.estimator_).__module__.startswith("xgboost")
 
@@ -393,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = FeatureSchema.model_validate(read_json(args.schema))
     pipeline = joblib.load(args.model)
     test = read_table(args.test)
-    with timed(f"export {type(pipeline.steps[-1][1]).__name__} ({len(test)} test rows)"):
+    with timed(f"export {estimator_name(pipeline.steps[-1][1])} ({len(test)} test rows)"):
         exported = export(pipeline, test, schema, params)
     write_with(args.onnx, lambda tmp: tmp.write_bytes(exported.onnx_bytes))
     write_json(exported.parity, args.metrics)
