@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,9 +66,13 @@ def app_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    # The driver path is given, so Selenium Manager has nothing to find; offline, it could not
+    # download a browser or a driver even if something asked it to.
+    monkeypatch.setenv("SE_OFFLINE", "true")
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -92,6 +97,14 @@ def _wait_for_text(driver: object, text: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, WAIT).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), text))
+
+
+def _element(driver: object, by: str, selector: str, visible: bool = True) -> Any:
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wanted = ec.element_to_be_clickable if visible else ec.presence_of_element_located
+    return WebDriverWait(driver, WAIT).until(wanted((by, selector)))
 
 
 def _wait_for_chart(driver: object) -> None:
@@ -123,9 +136,8 @@ def test_a_person_predicts_a_record_and_scores_a_csv(
     browser.save_screenshot(str(shots / "1-overview.png"))
 
     browser.get(f"{app_url}/prediction")
-    _wait_for_text(browser, "Single prediction")
-    button = browser.find_element(By.XPATH, "//button[normalize-space()='Predict']")
-    button.click()
+    # Not the page title: the sidebar names every page from the start.
+    _element(browser, By.XPATH, "//button[normalize-space()='Predict']").click()
     _wait_for_text(browser, "Predicted class")
     fields = form_fields(schema)
     defaults = {f.name: f.default if f.kind == "numeric" else f.options[0] for f in fields}
@@ -141,8 +153,7 @@ def test_a_person_predicts_a_record_and_scores_a_csv(
     upload = tmp_path / "batch.csv"
     upload.write_bytes(csv_bytes(served.project.features.head(40)))
     browser.get(f"{app_url}/batch")
-    _wait_for_text(browser, "Batch prediction")
-    browser.find_element(By.CSS_SELECTOR, 'input[type="file"]').send_keys(str(upload))
+    _element(browser, By.CSS_SELECTOR, 'input[type="file"]', visible=False).send_keys(str(upload))
     _wait_for_text(browser, "40 rows scored by model")
     _wait_for_text(browser, "Download predictions (CSV)")
     _wait_for_chart(browser)

@@ -46,7 +46,11 @@ if info.get("fallback_reason"):
     st.warning(f"The service runs the scikit-learn fallback: {info['fallback_reason']}")
 
 evaluate = metrics.get("evaluate") or {}
-numbers = {k: v for k, v in sorted(evaluate.items()) if isinstance(v, int | float)}
+numbers = {
+    k: v
+    for k, v in sorted(evaluate.items())
+    if isinstance(v, int | float) and not isinstance(v, bool)  # promotable is shown above
+}
 if numbers:
     st.subheader("Evaluation metrics (held-out test split)")
     st.dataframe({"metric": list(numbers), "value": list(numbers.values())}, hide_index=True)
