@@ -13,7 +13,7 @@ import json
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
-from dvc_harness import Origin, Repo
+from dvc_harness import Origin, Repo, ran_stages
 
 from mlrepo.cli import main
 
@@ -113,3 +113,34 @@ def test_drift_against_a_model_reference_uses_its_training_data_and_model(
         workspace, "--reference", "HEAD", "--model", "HEAD", "--current", str(workspace.path(SAME))
     )
     assert code == 2 and "--model is for a table reference" in err
+
+
+def test_a_tiny_batch_stops_the_monitor_stage_or_is_marked_with_warn(workspace: Repo) -> None:
+    workspace.set_params({"monitor.batch.n_samples": 5})
+    failed = workspace.dvc("repro", check=False)
+    assert failed.returncode != 0
+    assert f"{SHIFTED}: 5 row(s), fewer than monitor.min_current_rows (30)" in failed.output, (
+        failed.describe()
+    )
+    assert "Traceback" not in failed.output
+    workspace.set_params({"monitor.small_current": "warn"})
+    warned = workspace.dvc("repro")
+    assert "too few to judge drift, this verdict is unreliable" in warned.output
+    assert workspace.read_json("metrics/drift.json")["too_few_rows"] == 1
+    assert "**Warning: only 5 current row(s)" in workspace.path("reports/drift.md").read_text()
+
+
+def test_the_correction_is_recorded_and_changes_only_the_monitor_stage(workspace: Repo) -> None:
+    result = workspace.read_json("reports/drift.json")
+    assert result["correction"] == "benjamini_hochberg"  # params.yaml's setting
+    assert result["features"]["num_00"]["adjusted_score"] is not None
+    workspace.set_params({"monitor.correction": "none", "monitor.current": SAME})
+    rerun = workspace.dvc("repro")
+    assert ran_stages(rerun.output) == [] and "Running stage 'monitor'" in rerun.output
+    plain = workspace.read_json("reports/drift.json")
+    assert plain["correction"] == "none"
+    assert plain["features"]["num_00"]["adjusted_score"] is None
+    assert plain["expected_false_alarms"] == pytest.approx(22 * 0.05)
+    assert "without correction: about 1.1 feature(s) drift by chance alone" in (
+        workspace.path("reports/drift.md").read_text()
+    )
