@@ -11,9 +11,6 @@ from dvc_harness import UP_TO_DATE, VENV, VENV_BIN, Origin, Repo, ran_stages
 
 pytestmark = pytest.mark.dvc
 
-NOOP_REPRO_LIMIT_S = 3.0
-
-
 # A fresh clone has evaluate's outputs (metrics and plots, tracked by git) but none of the cached
 # outputs, so the stages up to train must run; evaluate then finds its inputs rebuilt bit for bit
 # and is skipped (test_forced_evaluate_rewrites_identical_metrics_and_plots forces it).
@@ -63,17 +60,11 @@ def test_forced_evaluate_rewrites_identical_metrics_and_plots(workspace: Repo) -
     assert status == "", f"re-running evaluate changed tracked files:\n{status}"
 
 
-def test_second_repro_is_up_to_date_and_quick(origin: Origin) -> None:
-    # Other work shares this machine: a slow first try gets one retry; both must be no-ops.
-    seconds = []
-    for _ in range(2):
-        result = origin.repo.dvc("repro")
-        assert UP_TO_DATE in result.output, result.describe()
-        assert ran_stages(result.output) == [], result.describe()
-        seconds.append(result.seconds)
-        if result.seconds < NOOP_REPRO_LIMIT_S:
-            break
-    assert min(seconds) < NOOP_REPRO_LIMIT_S, f"no-op dvc repro took {seconds} s"
+def test_second_repro_is_up_to_date(origin: Origin) -> None:
+    # How quick the no-op is belongs to benchmarks/pipeline.py, not to a timed test.
+    result = origin.repo.dvc("repro")
+    assert UP_TO_DATE in result.output, result.describe()
+    assert ran_stages(result.output) == [], result.describe()
 
 
 def test_default_synthetic_run_reaches_target_accuracy(origin: Origin) -> None:
