@@ -297,13 +297,17 @@ def test_a_sample_too_small_for_the_folds_names_cv_max_rows(
         train(split.train, schema, split.preprocessor, small_train(cv_max_rows=4))
 
 
-@pytest.mark.parametrize("model", ["random_forest", "hist_gradient_boosting"])
+@pytest.mark.parametrize(
+    "model", ["random_forest", "hist_gradient_boosting", "xgboost", "lightgbm"]
+)
 def test_results_do_not_depend_on_how_many_cores_train_uses(
     split: Split, schema: FeatureSchema, small_train: MakeTrain, model: str
 ) -> None:
     space = {
         "random_forest": {"max_depth": [2, 4]},
         "hist_gradient_boosting": {"max_iter": [5, 10]},
+        "xgboost": {"n_estimators": [5, 10]},
+        "lightgbm": {"n_estimators": [5, 10]},
     }
     runs = [
         train(
