@@ -975,6 +975,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     records = scaling_records(results)
     figure, (wall_axes, rss_axes) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
@@ -999,6 +1000,11 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     for axes, label in ((wall_axes, "end to end wall s"), (rss_axes, "peak RSS MiB (any stage)")):
         axes.set_xscale("log")
         axes.set_yscale("log")
+        sizes = sorted({r["rows"] for r in records})
+        axes.set_xticks(sizes, [f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}k" for n in sizes])
+        axes.xaxis.set_minor_formatter(FuncFormatter(lambda _value, _pos: ""))
+        for axis_formatter in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+            axis_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
         axes.set_xlabel(f"rows (generate.n_samples), {SCALING_FEATURES} numeric features")
         axes.set_ylabel(label)
         axes.grid(True, which="both", alpha=0.3)
