@@ -158,5 +158,16 @@ def test_a_person_predicts_a_record_and_scores_a_csv(
     _wait_for_text(browser, "Download predictions (CSV)")
     _wait_for_chart(browser)
     browser.save_screenshot(str(shots / "3-batch.png"))
-    assert len(list(shots.glob("*.png"))) == 3
+
+    # The other pages, for a person to look at: each shows its own figures.
+    for name, text in (
+        ("analytics", "Latency p95"),
+        ("drift", "Drifted features"),
+        ("experiments", "Compare two revisions"),
+    ):
+        browser.get(f"{app_url}/{name}")
+        _wait_for_text(browser, text)
+        _wait_for_chart(browser) if name == "analytics" else time.sleep(1)
+        browser.save_screenshot(str(shots / f"4-{name}.png"))
+    assert len(list(shots.glob("*.png"))) == 6
     print(f"screenshots: {shots}")

@@ -153,6 +153,8 @@ def test_drift_shows_the_latest_report_and_checks_an_upload(app_env: Served) -> 
     shifted = pd.read_parquet(app_env.root / "data" / "shifted.parquet")
     at.file_uploader[0].set_value(("shifted.csv", csv_bytes(shifted), "text/csv")).run()
     assert at.error and at.error[0].value.startswith("Drift:")
+    tests = at.dataframe[-1].value
+    assert set(tests.loc[tests["kind"] == "numeric", "drift"]) == {"yes"}  # all were shifted
     same = app_env.project.features
     at.file_uploader[0].set_value(("same.csv", csv_bytes(same), "text/csv")).run()
     assert at.success and at.success[0].value.startswith("No drift:")

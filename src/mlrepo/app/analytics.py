@@ -112,11 +112,14 @@ def error_counts(metrics_text: str) -> pd.DataFrame:
 
     found = []
     for family in text_string_to_metric_families(metrics_text):
-        if family.name != REQUESTS_METRIC:
-            continue
+        # By sample name: the family's name depends on how the TYPE line spells it.
         for sample in family.samples:
             status = sample.labels.get("status", "")
-            if sample.name.endswith("_total") and status[:1] in {"4", "5"} and sample.value:
+            if (
+                sample.name == f"{REQUESTS_METRIC}_total"
+                and status[:1] in ("4", "5")
+                and sample.value
+            ):
                 found.append(
                     {
                         "endpoint": sample.labels.get("endpoint"),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from mlrepo.errors import MlrepoError
 
 if TYPE_CHECKING:
@@ -39,6 +41,40 @@ class LatestReport:
         if prediction:
             rows.append({"column": "prediction (predicted class)", **prediction})
         return rows
+
+
+COLUMNS = [
+    "column",
+    "drift",
+    "test",
+    "statistic",
+    "score",
+    "adjusted_score",
+    "threshold",
+    "kind",
+    "reference_rows",
+    "current_rows",
+    "current_missing",
+    "new_categories",
+]
+
+
+def drift_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Drift tests as a table for people: the verdict first, scores in 4 significant digits
+    (p-values reach 1e-30, which a plain decimal column shows as 0.0000...)."""
+    frame = pd.DataFrame(rows)
+    for column in ("score", "adjusted_score", "threshold"):
+        if column in frame:
+            frame[column] = [_short(v) for v in frame[column]]
+    if "drift" in frame:
+        frame["drift"] = ["yes" if v else "no" for v in frame["drift"]]
+    if "new_categories" in frame:
+        frame["new_categories"] = [", ".join(v or []) for v in frame["new_categories"]]
+    return frame[[c for c in COLUMNS if c in frame] + [c for c in frame if c not in COLUMNS]]
+
+
+def _short(value: Any) -> str:
+    return "" if value is None or value != value else f"{value:.4g}"
 
 
 def latest_report(project: Path) -> LatestReport:

@@ -39,9 +39,10 @@ elif traffic is not None:
     cells[1].metric("Predicted records", len(traffic.rows))
     for cell, (name, value) in zip(cells[2:], latency.items(), strict=True):
         cell.metric(f"Latency {name}", f"{value:.1f} ms")
-    freq = "1min" if window == "last hour" else ("1h" if window != "last 7 days" else "1D")
+    freq = {"last hour": "1min", "last 24 hours": "10min", "last 7 days": "1h"}.get(window, "1D")
     st.subheader(f"Requests over time (per {freq}, UTC)")
-    st.line_chart(traffic.requests_over_time(freq)[["requests", "records"]])
+    # Bars, not lines: a single interval with traffic would draw no line at all.
+    st.bar_chart(traffic.requests_over_time(freq)[["requests"]])
     left, right = st.columns(2)
     left.subheader("Predicted classes")
     left.bar_chart(traffic.class_distribution(), x="class", y="predictions")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from mlrepo.app import ui
-from mlrepo.app.drift import LatestReport, check_csv, latest_report
+from mlrepo.app.drift import LatestReport, check_csv, drift_table, latest_report
 from mlrepo.errors import MlrepoError
 
 st.title("Drift")
@@ -28,7 +27,7 @@ if report is not None:
     cells[2].metric("Drift share threshold", f"{result.get('drift_share', 0):.0%}")
     prediction = result.get("prediction") or {}
     cells[3].metric("Prediction drift", "yes" if prediction.get("drift") else "no")
-    st.dataframe(pd.DataFrame(report.feature_rows()), hide_index=True, width="stretch")
+    st.dataframe(drift_table(report.feature_rows()), hide_index=True, width="stretch")
     with st.expander(f"Plots ({len(report.plots)})"):
         columns = st.columns(3)
         for i, plot in enumerate(report.plots):
@@ -59,9 +58,7 @@ if upload is not None:
         f"drifts from {verdict.drift_share:.0%})"
     )
     st.dataframe(
-        pd.DataFrame(
-            [{"column": c.column, **c.as_dict(), "test": c.evidence()} for c in verdict.features]
-        ),
+        drift_table([{"column": c.column, **c.as_dict()} for c in verdict.features]),
         hide_index=True,
         width="stretch",
     )
