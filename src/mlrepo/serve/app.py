@@ -17,15 +17,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import fastapi_offline
-import numpy as np
 import orjson
-import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
@@ -34,16 +32,19 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from mlrepo.bundle import ModelBundle
-from mlrepo.predict import LoadedModel, from_bundle
+from mlrepo.serve.admin import add_admin_routes, key_checker, reload_on_sighup
 from mlrepo.serve.logs import log_config
-from mlrepo.serve.prediction_log import Entry, PredictionLog
-from mlrepo.serve.requests import BadRequest, RequestModels, detail
+from mlrepo.serve.requests import BadRequest, detail
+from mlrepo.serve.serving import Serving
 from mlrepo.serve.settings import ServeSettings
-from mlrepo.serve.telemetry import CONTENT_TYPE, MetricsMiddleware, Telemetry
+from mlrepo.serve.telemetry import CONTENT_TYPE, MetricsMiddleware
 
 log = logging.getLogger("mlrepo.serve")
 
-ENDPOINTS = ("/health", "/ready", "/predict", "/predict/batch", "/model", "/metrics", "/docs")
+ENDPOINTS = (
+    "/health", "/ready", "/predict", "/predict/batch", "/model", "/metrics", "/docs",
+    "/admin/reload",
+)  # fmt: skip
 JSON_TYPES = ("application/json",)
 # Swagger UI 5 (renders OpenAPI 3.1), as the fastapi-offline package ships it.
 SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
@@ -105,100 +106,17 @@ class ReadyResponse(BaseModel):
 
 CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "malformed JSON"},
+    401: {"model": ErrorResponse, "description": "an API key is configured and was not sent"},
     413: {"model": ErrorResponse, "description": "too many records or too large a body"},
     415: {"model": ErrorResponse, "description": "not Content-Type: application/json"},
     422: {"model": ErrorResponse, "description": "a field missing, unknown, of the wrong type..."},
 }
 
 
-class Serving:
-    """What the endpoints share: the model, its request contract, the log and the metrics."""
-
-    def __init__(self, settings: ServeSettings, bundle: ModelBundle | None) -> None:
-        self.settings = settings
-        self.bundle = bundle
-        self.telemetry = Telemetry(ENDPOINTS)
-        self.model: LoadedModel | None = None
-        self.requests: RequestModels | None = None
-        self.log: PredictionLog | None = None
-        self.classes: list[Any] = []
-        self.keys: list[str] = []  # the classes as JSON keys of the probabilities
-
-    def load(self) -> None:
-        if self.bundle is None:
-            from mlrepo.registry import resolve  # gto and dvc are slow to import
-
-            self.bundle = resolve(self.settings.model, root=self.settings.root)
-        model = from_bundle(self.bundle, self.settings.backend)
-        self.model = model
-        self.classes = list(model.predictor.classes)
-        self.keys = [str(c) for c in self.classes]
-        self.requests = RequestModels(
-            model.predictor.schema, self.settings.max_batch_rows, self.settings.max_problems
-        )
-        fallback = getattr(model.predictor, "fallback_reason", None)
-        if fallback:
-            log.warning("serving the scikit-learn fallback: %s", fallback)
-        self.telemetry.model_info.labels(
-            model.bundle.name,
-            model.version,
-            model.predictor.backend,
-            model.bundle.rev or "",
-            fallback or "",
-        ).set(1)
-        log.info(
-            "model %s %s loaded from %s (%s backend, %d features)",
-            model.bundle.name,
-            model.version,
-            model.bundle.source,
-            model.predictor.backend,
-            len(self.requests.names),
-        )
-
-    def start_log(self) -> None:
-        log_settings = self.settings.log
-        if log_settings is not None:
-            self.log = PredictionLog(log_settings, self.telemetry)
-            self.telemetry.log_queue.set_function(lambda: self.log.queued_rows if self.log else 0)
-            self.log.start()
-
-    def predict(self, frame: pd.DataFrame, request_id: str, started: float) -> dict[str, Any]:
-        """Check ``frame``, predict, queue the log rows; the JSON-ready predictions."""
-        assert self.model is not None and self.requests is not None
-        self.requests.check(frame)
-        proba = self.model.predictor.predict_proba(frame)
-        index = proba.argmax(axis=1)
-        predicted = [self.classes[i] for i in index]
-        rows = proba.tolist()
-        latency_ms = (time.perf_counter() - started) * 1000
-        if self.log is not None:
-            self.log.submit(
-                Entry(
-                    request_id=request_id,
-                    created_at=datetime.now(UTC),
-                    model_version=self.model.version,
-                    inputs=frame,
-                    predicted=predicted,
-                    classes=self.keys,
-                    proba=proba,
-                    latency_ms=latency_ms,
-                )
-            )
-        self.telemetry.count_predictions(self.keys, np.bincount(index, minlength=len(self.keys)))
-        return {
-            "request_id": request_id,
-            "model_version": self.model.version,
-            "predictions": [
-                {"class": c, "probabilities": dict(zip(self.keys, p, strict=True))}
-                for c, p in zip(predicted, rows, strict=True)
-            ],
-        }
-
-
 def create_app(settings: ServeSettings | None = None, bundle: ModelBundle | None = None) -> FastAPI:
     """The service for ``settings`` (default: from the environment); ``bundle`` skips resolving
     ``settings.model`` (the CLI resolves it first, to report a bad reference before starting)."""
-    serving = Serving(settings or ServeSettings.from_env(), bundle)
+    serving = Serving(settings or ServeSettings.from_env(), bundle, ENDPOINTS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -209,9 +127,11 @@ def create_app(settings: ServeSettings | None = None, bundle: ModelBundle | None
         # the prediction log allocates rows). Freezing them leaves only new objects to collect.
         gc.collect()
         gc.freeze()
+        stop_sighup = reload_on_sighup(serving)
         try:
             yield
         finally:
+            stop_sighup()
             if serving.log is not None:
                 log.info("flushing %d buffered prediction-log rows", serving.log.queued_rows)
                 serving.log.close()
@@ -230,9 +150,25 @@ def create_app(settings: ServeSettings | None = None, bundle: ModelBundle | None
     )
     app.mount("/docs/assets", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
     app.state.serving = serving
+    if serving.settings.cors_origins:  # off unless configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=serving.settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-api-key"],
+        )
     app.add_middleware(MetricsMiddleware, telemetry=serving.telemetry)
     _add_error_handlers(app)
     _add_routes(app, serving)
+    admin_errors = {
+        status: {"model": ErrorResponse, "description": text}
+        for status, text in (
+            (401, "the admin key is missing or wrong"),
+            (403, "reload over HTTP is disabled (no MLREPO_ADMIN_KEY)"),
+            (409, "the new model failed to resolve, verify or load; the old one serves on"),
+        )
+    }
+    add_admin_routes(app, serving, admin_errors)
     app.openapi = lambda: _openapi(app, serving)  # type: ignore[method-assign]
     return app
 
@@ -261,6 +197,9 @@ def serve(
 
 
 def _add_routes(app: FastAPI, serving: Serving) -> None:
+    api_key = serving.settings.api_key
+    keyed = [Depends(key_checker(api_key))] if api_key else []
+
     @app.get("/health", summary="Liveness: the process answers (touches nothing)")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -285,12 +224,13 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
                 "written_rows": plog.written,
                 "dropped_rows": plog.dropped,
             }
-        loaded = serving.model is not None
+        active = serving.active
+        loaded = active is not None
         body = {
             "ready": loaded,
             "model": {
                 "loaded": loaded,
-                "backend": serving.model.predictor.backend if serving.model else None,
+                "backend": active.model.predictor.backend if active else None,
             },
             "database": database,
         }
@@ -300,16 +240,18 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
         "/predict",
         summary="Predict one record: a JSON object keyed by feature name",
         responses={200: {"model": PredictResponse}, **CLIENT_ERRORS},
+        dependencies=keyed,
     )
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
         request_id = _request_id(request)
         body = await _json_body(request, serving.settings.max_body_bytes)
-        assert serving.requests is not None
-        requests = serving.requests
+        active = serving.active  # this request's model, even if a reload lands meanwhile
+        assert active is not None
 
         def work() -> dict[str, Any]:
-            result = serving.predict(requests.record_frame(body), request_id, started)
+            frame = active.requests.record_frame(body)
+            result = serving.predict(active, frame, request_id, started)
             one = result.pop("predictions")[0]
             return {**one, **result}
 
@@ -319,16 +261,18 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
         "/predict/batch",
         summary="Predict a list of records, or a columnar batch {columns, data}",
         responses={200: {"model": BatchResponse}, **CLIENT_ERRORS},
+        dependencies=keyed,
     )
     async def predict_batch(request: Request) -> Response:
         started = time.perf_counter()
         request_id = _request_id(request)
         body = await _json_body(request, serving.settings.max_body_bytes)
-        assert serving.requests is not None
-        requests = serving.requests
+        active = serving.active
+        assert active is not None
 
         def work() -> dict[str, Any]:
-            return serving.predict(requests.batch_frame(body), request_id, started)
+            frame = active.requests.batch_frame(body)
+            return serving.predict(active, frame, request_id, started)
 
         return await _answer(request, work, request_id, len(body))
 
@@ -345,10 +289,16 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
             swagger_ui_parameters={"validatorUrl": None},
         )
 
-    @app.get("/model", summary="The model served: version, git rev, metrics, params, schema")
+    @app.get(
+        "/model",
+        summary="The model served: version, git rev, metrics, params, schema",
+        responses={401: CLIENT_ERRORS[401]},
+        dependencies=keyed,
+    )
     async def model() -> Response:
-        assert serving.model is not None
-        loaded = serving.model
+        active = serving.active
+        assert active is not None
+        loaded = active.model
         meta = loaded.bundle.metadata
         return _json(
             {
@@ -364,7 +314,7 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
                 "params": meta.get("params"),
                 "metrics": loaded.bundle.metrics,
                 "cv": meta.get("cv"),
-                "classes": serving.classes,
+                "classes": active.classes,
                 "feature_schema": meta.get("feature_schema"),
                 "training_data": meta.get("training_data"),
                 "training_data_md5": (meta.get("training_data") or {}).get("md5"),
@@ -489,10 +439,11 @@ def _openapi(app: FastAPI, serving: Serving) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    if serving.requests is not None:
+    if serving.active is not None:
+        requests = serving.active.requests
         bodies = {
-            "/predict": serving.requests.record_schema(),
-            "/predict/batch": serving.requests.batch_schema(),
+            "/predict": requests.record_schema(),
+            "/predict/batch": requests.batch_schema(),
         }
         for path, body in bodies.items():
             schema["paths"][path]["post"]["requestBody"] = {

@@ -203,6 +203,7 @@ class PredictionLog:
         self.dropped = 0
         self._queue: deque[_Pending] = deque()
         self._rows = 0
+        self._inflight = 0  # rows taken by the writer, not yet written nor put back
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._stopping = False
@@ -230,7 +231,8 @@ class PredictionLog:
 
     @property
     def queued_rows(self) -> int:
-        return self._rows
+        """Rows answered but not yet in the database (buffered, or being written)."""
+        return self._rows + self._inflight
 
     def start(self) -> None:
         self._thread.start()
@@ -272,14 +274,17 @@ class PredictionLog:
                     self._cond.wait(self.settings.flush_seconds)
                 stopping = self._stopping
                 batch = self._take(self.settings.batch_rows)
+                self._inflight = sum(part.size for part in batch)
             if stopping and not batch:
                 return
             if self._write(batch) if batch else self._ping_if_due():
+                self._inflight = 0
                 backoff = self.settings.retry_min_seconds
                 continue
             if batch:
                 with self._cond:
                     self._put_back(batch)
+                    self._inflight = 0
                     dropped = self._trim()
                 if dropped:
                     self._count_dropped(dropped, "buffer_full")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlrepo.errors import MlrepoError
@@ -38,6 +38,9 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 2**20, gt=0)
     max_problems: int = Field(100, gt=0)  # problems listed (and looked for) in one 4xx
     log_format: Literal["text", "json"] = "text"
+    api_key: SecretStr | None = None  # then required by /predict, /predict/batch, /model
+    admin_key: SecretStr | None = None  # POST /admin/reload is off without it
+    cors_origins: list[str] = []  # e.g. MLREPO_CORS_ORIGINS='["https://app.example"]'; off
     prediction_log: bool = True
     database_url: str = Field(
         LogSettings.url, validation_alias=AliasChoices("DATABASE_URL", "MLREPO_DATABASE_URL")
@@ -87,7 +90,9 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors(include_url=False):
         name = str(error["loc"][0]) if error["loc"] else ""
         variable = "DATABASE_URL" if name == "database_url" else f"MLREPO_{name.upper()}"
-        value = f"={error['input']!r}" if name and not isinstance(error["input"], dict) else ""
+        secret = name.endswith("_key")
+        shown = name and not secret and not isinstance(error["input"], dict)
+        value = f"={error['input']!r}" if shown else ""
         message = str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{variable}{value}: {message}" if name else message)
     return "service settings: " + "; ".join(problems)

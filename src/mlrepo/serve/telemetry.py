@@ -72,6 +72,14 @@ class Telemetry:
             "1 if the last attempt to reach the prediction-log database succeeded",
             registry=r,
         )
+        self.reloads = Counter(
+            "mlrepo_model_reloads",
+            "Model reloads (POST /admin/reload or SIGHUP) by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("ok", "failed"):
+            self.reloads.labels(outcome)
         for reason in ("buffer_full", "shutdown"):
             self.log_dropped.labels(reason)
 
