@@ -27,6 +27,8 @@ from mlrepo.logs import get_logger
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 # A read that lasts longer than this logs its progress (to stderr, never into an output).
 PROGRESS_EVERY_S = 2.0
+# From this many rows on, the steps of a stage and each table write are logged as they start.
+LARGE_ROWS = 1_000_000
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -83,6 +85,19 @@ class _Progress:
             get_logger().info(
                 "%s: read %s rows in %.1f s", self.path, f"{rows:,}", time.monotonic() - self.start
             )
+
+
+class Steps:
+    """Log each step of a long computation as it starts: on large tables, or once it is slow."""
+
+    def __init__(self, what: str, rows: int) -> None:
+        self.what, self.large = what, rows >= LARGE_ROWS
+        self.start = time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        elapsed = time.monotonic() - self.start
+        if self.large or elapsed >= PROGRESS_EVERY_S:
+            get_logger().info("%s: %s (%.0f s so far)", self.what, step, elapsed)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -165,6 +180,8 @@ def write_with(path: str | Path, writer: Callable[[Path], Any]) -> None:
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    if len(frame) >= LARGE_ROWS:
+        get_logger().info("%s: writing %s rows", path, f"{len(frame):,}")
     write_with(path, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
 
 

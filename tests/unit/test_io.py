@@ -245,3 +245,18 @@ def test_slow_reads_log_progress_to_stderr_only(
     assert any(f"{path}: 100% read" in m for m in caplog.messages), caplog.messages
     assert caplog.messages[-1].startswith(f"{path}: read 5,000 rows in ")
     assert path.read_bytes() == before
+
+
+def test_steps_are_logged_on_large_tables_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from mlrepo.io import LARGE_ROWS, Steps
+
+    monkeypatch.setattr(logging.getLogger("mlrepo"), "propagate", True)
+    with caplog.at_level(logging.INFO, logger="mlrepo"):
+        Steps("validate", LARGE_ROWS - 1)("duplicate rows")
+        assert caplog.messages == []
+        Steps("validate", LARGE_ROWS)("duplicate rows")
+    assert caplog.messages == ["validate: duplicate rows (0 s so far)"]

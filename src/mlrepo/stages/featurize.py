@@ -21,7 +21,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from mlrepo.errors import DataError, run_cli
-from mlrepo.io import read_json, read_table, release_unused_memory, write_parquet, write_with
+from mlrepo.io import (
+    Steps,
+    read_json,
+    read_table,
+    release_unused_memory,
+    write_parquet,
+    write_with,
+)
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import FeaturizeParams, load_params
 from mlrepo.schema import FeatureSchema
@@ -76,6 +83,8 @@ def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParam
             f" for {n_classes} classes; each part needs at least one row per class. Fix: choose"
             " a test_size between 0.1 and 0.5, or use more data"
         )
+    step = Steps("featurize", len(frame))
+    step(f"splitting {len(frame):,} rows")
     # Split row positions, not the frame: the same rows as splitting the frame itself, and each
     # part is then gathered once.
     train_rows, test_rows = train_test_split(
@@ -87,6 +96,7 @@ def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParam
     del frame, labels
     release_unused_memory()
     preprocessor = build_preprocessor(schema, params.scaler)
+    step(f"fitting the preprocessing on {len(train):,} rows")
     preprocessor.fit(train[schema.names], train[schema.target])
     return Split(train=train, test=test, preprocessor=preprocessor)
 

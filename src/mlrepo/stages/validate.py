@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlrepo import quality
 from mlrepo.errors import DataError, run_cli
-from mlrepo.io import read_table, write_json, write_parquet
+from mlrepo.io import Steps, read_table, write_json, write_parquet
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import ColumnRule, ValidateParams, load_params
 from mlrepo.schema import Feature, FeatureSchema, Problem, check_frame, coerce, infer_kind
@@ -72,6 +72,7 @@ def validate(
     result; ``Validation.errors`` empty means the data passed).
     """
     result = Validation(source=source, rows_in=len(frame))
+    step = Steps("validate", len(frame))
     problems = result.problems
     frame = frame.reset_index(drop=True)  # row numbers in messages count data rows from 1
     frame.columns = [str(c) for c in frame.columns]
@@ -110,6 +111,7 @@ def validate(
         "validate.columns",
         "isin": "correct the values, or add them to validate.columns.<name>.allowed",
     }
+    step("column rules: types, nulls, ranges, categories")
     problems += check_frame(frame, features, strict=False, fixes=fixes)
     # Values that are not numbers become NaN so the remaining rules still run and every
     # problem is reported at once; the result is only kept when there are no errors.
@@ -125,6 +127,7 @@ def validate(
         if result.dropped["missing_rows"]:
             frame = frame[~has_null]
 
+    step("duplicate rows")
     duplicates = quality.duplicate_rows(frame)
     n_duplicates = int(duplicates.sum())
     result.dropped["duplicate_rows"] = n_duplicates if params.duplicates == "drop" else 0
@@ -143,6 +146,7 @@ def validate(
             )
         )
 
+    step("constant columns, leakage")
     constant = quality.constant_columns(frame, names)
     if params.constant == "drop":
         result.dropped["constant_columns"] = constant
@@ -174,6 +178,7 @@ def validate(
         for c in quality.leaking_columns(frame, names, target)
     ]
     numeric = [f.name for f in features if f.kind == "numeric"]
+    step("outliers, imbalance, identifiers")
     sample = quality.sample_positions(len(frame), params.sample_rows, params.seed)
     if sample is not None:
         result.sampled["outlier_share"] = {
@@ -191,6 +196,7 @@ def validate(
         return result
     frame = frame.reset_index(drop=True)
     result.frame = frame
+    step("learning the schema")
     result.schema = learn_schema(frame, target, features, nullable=params.missing == "impute")
     return result
 
