@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import APP, BIN, Served, csv_bytes
+from app_harness import APP, BIN, Served, csv_bytes
 from serve_harness import free_port
 
 from mlrepo.app.forms import form_fields, record_from

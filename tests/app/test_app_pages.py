@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import APP, Served, csv_bytes
+from app_harness import APP, Served, csv_bytes
 from serve_harness import free_port, records
 from streamlit.testing.v1 import AppTest
 

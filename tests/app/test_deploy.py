@@ -12,7 +12,7 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
-from conftest import BIN, Served
+from app_harness import BIN, Served
 from prometheus_client.parser import text_string_to_metric_families
 from serve_harness import records
 
