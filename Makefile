@@ -8,7 +8,8 @@ export PATH := $(BIN):$(PATH)
 unexport VIRTUAL_ENV PYTHONPATH
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test test-fast lint format requirements plots bench serve report clean app audit
+.PHONY: help setup repro test test-fast lint format requirements plots bench serve report clean app audit \
+	cluster cluster-down push pull
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -54,6 +55,25 @@ plots: setup ## Render every plot to dvc_plots/index.html (works offline)
 # --sizes 1000000"` replaces those results; the table and plot are re-rendered from all of them.
 bench: setup ## Run the pipeline benchmarks; re-render benchmarks/RESULTS.md and scaling.png
 	$(BIN)/python benchmarks/pipeline.py $(BENCH_ARGS)
+
+# A local Dask cluster (README "Scaling out"): WORKERS processes x THREADS threads on 127.0.0.1.
+# train sends its CV and search fits there when DASK_SCHEDULER_ADDRESS names the scheduler.
+WORKERS ?= 2
+THREADS ?= 1
+DASK_PORT ?= 8786
+cluster: setup ## Start a Dask scheduler + WORKERS workers on 127.0.0.1; prints the address
+	$(BIN)/python -m mlrepo.cluster up --workers $(WORKERS) --threads $(THREADS) --port $(DASK_PORT)
+
+cluster-down: ## Stop the cluster `make cluster` started
+	$(BIN)/python -m mlrepo.cluster down
+
+# The DVC remote of .dvc/config (default: a directory beside the repository); REMOTE=name picks
+# another. The run cache travels too, so a clone that pulls can skip stages already run anywhere.
+push: setup ## dvc push --run-cache: outputs and run cache to the DVC remote
+	$(BIN)/dvc push --run-cache $(if $(REMOTE),--remote $(REMOTE))
+
+pull: setup ## dvc pull --run-cache: the committed model and data, no training
+	$(BIN)/dvc pull --run-cache $(if $(REMOTE),--remote $(REMOTE))
 
 # `make serve MODEL=model@v1.2.0 PORT=9000` (command-line values win over these defaults);
 # DATABASE_URL picks the prediction-log database.

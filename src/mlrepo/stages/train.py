@@ -29,7 +29,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from mlrepo import cores, metrics, progress
+from mlrepo import cluster, cores, metrics, progress
 from mlrepo.errors import DataError, run_cli
 from mlrepo.io import file_md5, read_json, read_table, write_json, write_with
 from mlrepo.logs import get_logger, setup_logging, timed
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = FeatureSchema.model_validate(read_json(args.schema))
     frame = read_table(args.train)
     preprocessor = joblib.load(args.preprocessor)
-    with timed(f"train {params.model} ({len(frame)} rows)"):
+    with timed(f"train {params.model} ({len(frame)} rows)"), cluster.connect():
         trained = train(frame, schema, preprocessor, params)
     write_with(args.model, lambda tmp: joblib.dump(trained.pipeline, tmp))
     write_json(metadata(trained, schema, params, file_md5(args.train), len(frame)), args.meta)
