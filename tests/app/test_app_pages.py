@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from app_harness import APP, Served, csv_bytes
-from serve_harness import free_port, records
+from serve_harness import Server, free_port, records
 from streamlit.testing.v1 import AppTest
 
 from mlrepo.predict import check_input, prediction_features
@@ -51,6 +51,25 @@ def test_a_service_that_does_not_answer_is_one_clear_error(
     assert f"the prediction service at {url} cannot be reached" in at.error[0].value
     assert "make serve" in at.error[0].value
     assert not at.metric
+
+
+def test_a_service_that_wants_a_key_gets_the_apps_key(
+    app_env: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"DATABASE_URL": app_env.database_url, "MLREPO_API_KEY": "s3cret-key"}
+    keyed = Server(app_env.root, env, "--model", "workspace")
+    try:
+        monkeypatch.setenv("MLREPO_SERVICE_URL", keyed.url)
+        monkeypatch.delenv("MLREPO_API_KEY", raising=False)
+        at = app()
+        assert "the service answered 401" in at.error[0].value
+        assert "set MLREPO_API_KEY" in at.error[0].value
+        monkeypatch.setenv("MLREPO_API_KEY", "s3cret-key")
+        at = app()
+        assert not at.error
+        assert metrics(at)["Model version"] == app_env.server.client.get("/model").json()["version"]
+    finally:
+        keyed.stop()
 
 
 def test_the_form_is_generated_from_the_feature_schema(app_env: Served) -> None:

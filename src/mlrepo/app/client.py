@@ -21,6 +21,7 @@ from mlrepo.schema import FeatureSchema
 # Records per /predict/batch request: well under the service's default limit (10 000) and
 # its body limit, and small enough that a progress bar moves.
 BATCH_ROWS = 2_000
+KEY_HEADER = "X-API-Key"  # the service's header for MLREPO_API_KEY
 
 
 class ServiceError(MlrepoError):
@@ -54,9 +55,10 @@ class ServedModel:
 
 
 class ServiceClient:
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        headers = {KEY_HEADER: api_key} if api_key else None
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self.http.close()
@@ -151,4 +153,6 @@ def _error(response: httpx.Response, what: str) -> ServiceError:
             where = item.get("field") or "request"
             row = f" (row {item['row']})" if "row" in item else ""
             text += f"\n- {where}{row}: {item.get('msg')}"
+    if response.status_code == 401:
+        text += "\nFix: set MLREPO_API_KEY for the app to the service's key"
     return ServiceError(text, response.status_code, detail if isinstance(detail, list) else [])

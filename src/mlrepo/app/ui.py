@@ -16,25 +16,25 @@ def settings() -> AppSettings:
 
 
 @st.cache_resource(show_spinner=False)
-def _client(url: str, timeout: float) -> ServiceClient:
-    return ServiceClient(url, timeout)
+def _client(url: str, timeout: float, api_key: str | None) -> ServiceClient:
+    return ServiceClient(url, timeout, api_key)
 
 
 def client() -> ServiceClient:
     current = settings()
-    return _client(current.service_url, current.timeout_seconds)
+    return _client(current.service_url, current.timeout_seconds, current.api_key)
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def _model(url: str, timeout: float) -> ServedModel:
-    return _client(url, timeout).model()
+def _model(url: str, timeout: float, api_key: str | None) -> ServedModel:
+    return _client(url, timeout, api_key).model()
 
 
 def served_model() -> ServedModel | None:
     """The model the service holds (cached for 15 s), or None after showing why not."""
     current = settings()
     try:
-        return _model(current.service_url, current.timeout_seconds)
+        return _model(current.service_url, current.timeout_seconds, current.api_key)
     except ServiceError as exc:
         show_error(exc)
         return None
