@@ -52,6 +52,8 @@ if st.session_state.get("batch-key") != key:
     bar.empty()
     st.session_state["batch-key"] = key
     st.session_state["batch-result"] = scored
+    # Rendered once: the page reruns on every widget change, and a large CSV takes seconds.
+    st.session_state["batch-csv"] = scored.to_csv(index=False).encode("utf-8")
 scored = st.session_state["batch-result"]
 st.success(f"{len(scored)} rows scored by model {model.version}")
 counts = scored["prediction"].astype(str).value_counts().rename_axis("class")
@@ -59,7 +61,7 @@ st.bar_chart(counts.rename("rows").reset_index(), x="class", y="rows")
 st.dataframe(scored.head(1000), hide_index=True, width="stretch")
 st.download_button(
     "Download predictions (CSV)",
-    scored.to_csv(index=False).encode("utf-8"),
+    st.session_state["batch-csv"],
     file_name=f"{upload.name.rsplit('.', 1)[0]}-predictions.csv",
     mime="text/csv",
     type="primary",
