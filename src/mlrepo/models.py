@@ -158,9 +158,10 @@ class Booster(ClassifierMixin, BaseEstimator):
 
 
 def _forget_thread_count(model: Any) -> None:
-    """Drop the training thread count LightGBM writes into its model text (which is what it
-    pickles), so that model.joblib does not depend on the cores of the machine that trained it;
-    the trees do not depend on it (deterministic, column-wise histograms)."""
+    """Drop what the training thread count changes in a fitted LightGBM model but not its trees
+    (deterministic, column-wise histograms), so that model.joblib does not depend on the cores
+    of the machine that trained it: num_threads in the model text it pickles, and the early
+    stopping scores on the validation share, which the threads sum in their own order."""
     import lightgbm
 
     text = model.booster_.model_to_string()
@@ -168,6 +169,8 @@ def _forget_thread_count(model: Any) -> None:
     booster = lightgbm.Booster(model_str=text)
     booster.best_iteration = model.booster_.best_iteration
     model._Booster = booster
+    model._evals_result = {}
+    model._best_score = {}
 
 
 def _booster(model: Any, p: dict[str, Any], seed: int) -> Booster:
