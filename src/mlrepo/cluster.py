@@ -134,10 +134,16 @@ def connect() -> Iterator[Cluster | None]:
 
 
 def _is_cluster_failure(exc: BaseException) -> bool:
+    """Errors of the cluster rather than of the fits: workers lost, results gone, no workers."""
+    from concurrent.futures import CancelledError
+
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker, NoValidWorkerError, NoWorkerError
 
-    return isinstance(exc, KilledWorker | NoValidWorkerError | NoWorkerError | CommClosedError)
+    lost = KilledWorker | NoValidWorkerError | NoWorkerError | CommClosedError | CancelledError
+    # joblib's dask backend, when the cluster has no worker left as the fits start
+    no_worker = isinstance(exc, TimeoutError) and "DaskDistributedBackend" in str(exc)
+    return isinstance(exc, lost) or no_worker
 
 
 def code_digest() -> str:
