@@ -5,13 +5,17 @@ run of a few seconds per figure); it writes ``benchmarks/SERVE_RESULTS.md``. The
 default pipeline's (RandomForest, 100 trees), reproduced with ``dvc repro`` in a throwaway copy
 of the working tree; each server is a real ``mlrepo serve`` process on 127.0.0.1.
 
-1. Single-record latency, p50/p99, at a fixed 100 requests/s (open loop: latency counts from
-   the moment a request was due, so a slow server cannot slow the load down).
+1. Single-record latency, p50/p99, at fixed 50, 100 and 200 requests/s (open loop: latency
+   counts from the moment a request was due, so a slow server cannot slow the load down).
 2. The highest rate (of a rising ladder) held with p99 <= 10 ms and no error.
 3. Batch latency for 1, 100 and 10,000 records, as a list of records and in columnar form.
 4. Rows/s of ``mlrepo predict`` on a 1M-row Parquet file.
+5. A 10,000-record batch whose every value has the wrong type (answered 422).
 
-1 and 3 run with the prediction log on (SQLite file) and off, to show what logging costs.
+1 and 3 run with the prediction log on (SQLite file; PostgreSQL too with ``--postgres``, a
+throwaway server made with initdb) and off, to show what logging costs. With the log on, the
+rows in the database after a graceful stop are compared with the predictions answered
+(``mlrepo_predictions_total``): "rows lost" must be 0. ``--backends onnx`` skips scikit-learn.
 The load generator shares the machine with the server: figures are only as quiet as the box.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -44,6 +49,7 @@ BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "SERVE_RESULTS.md"
 BACKENDS = ("onnx", "sklearn")
 BATCH_SIZES = (1, 100, 10_000)
+FIXED_RATES = (50, 100, 200)
 RATE_LADDER = (10, 25, 50, 100, 200, 300, 400, 600, 800, 1000, 1500, 2000)
 P99_BUDGET_MS = 10.0
 TARGET_SINGLE_P99_MS = 5.0
@@ -154,14 +160,16 @@ async def fixed_rate(port: int, bodies: list[bytes], rate: float, seconds: float
     return Latency.of(latencies, errors, wall, lags)
 
 
-async def closed_loop(port: int, path: str, body: bytes, repeats: int) -> Latency:
+async def closed_loop(
+    port: int, path: str, body: bytes, repeats: int, expect: int = 200
+) -> Latency:
     connections = Connections(port)
     latencies, errors = [], 0
     start = time.perf_counter()
     for _ in range(repeats):
         began = time.perf_counter()
         status = await connections.post(path, body)
-        if status == 200:
+        if status == expect:
             latencies.append(time.perf_counter() - began)
         else:
             errors += 1
@@ -211,10 +219,29 @@ class Server:
         card: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.port}/model").json()
         return card
 
+    def answered(self) -> int:
+        """Predictions answered so far (the sum of mlrepo_predictions_total)."""
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics").text
+        found = re.findall(r"^mlrepo_predictions_total\{[^}]*\} ([\d.e+]+)$", text, re.M)
+        return int(sum(float(x) for x in found))
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(120)
+
+
+def logged_rows(database: str) -> int:
+    import sqlalchemy as sa
+
+    from mlrepo.serve.prediction_log import engine_url
+
+    engine = sa.create_engine(engine_url(database), poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text("SELECT count(*) FROM prediction_log")).scalar())
+    finally:
+        engine.dispose()
 
 
 def reproduce(dest: Path) -> Path:
@@ -268,8 +295,10 @@ def bench_server(
         result["model"] = server.model()
         asyncio.run(fixed_rate(server.port, singles, 100, 2))  # warm-up
         seconds = 5 if quick else 30
-        log(f"{backend}, log {'on' if database else 'off'}: 100 req/s for {seconds} s")
-        result["single"] = asyncio.run(fixed_rate(server.port, singles, 100, seconds))
+        result["single"] = {}
+        for rate in FIXED_RATES:
+            log(f"{backend}, log {'on' if database else 'off'}: {rate} req/s for {seconds} s")
+            result["single"][rate] = asyncio.run(fixed_rate(server.port, singles, rate, seconds))
         if search:
             result["ladder"] = []
             for rate in RATE_LADDER:
@@ -286,8 +315,16 @@ def bench_server(
                 result["batch"][size, form] = asyncio.run(
                     closed_loop(server.port, "/predict/batch", body, repeats)
                 )
+        wrong = json.dumps([{k: [v] for k, v in r.items()} for r in frame.sample(
+            10_000, replace=True, random_state=1).to_dict("records")]).encode()  # fmt: skip
+        result["wrong"] = asyncio.run(
+            closed_loop(server.port, "/predict/batch", wrong, 3 if quick else 10, expect=422)
+        )
+        answered = server.answered()
     finally:
         server.stop()
+    if database:
+        result["rows"] = (answered, logged_rows(database))
     return result
 
 
@@ -320,6 +357,28 @@ def input_file(base: Path, rows: int) -> Path:
     return path
 
 
+def start_postgres() -> Any:
+    """A throwaway PostgreSQL server, as the tests make one (initdb/pg_ctl on 127.0.0.1)."""
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from serve_harness import Postgres, postgres_binaries
+
+    binaries = postgres_binaries()
+    if binaries is None:
+        raise SystemExit("--postgres: no initdb found (apt-get install -y postgresql)")
+    return Postgres(binaries)
+
+
+def reset_postgres(url: str) -> None:
+    import sqlalchemy as sa
+
+    from mlrepo.serve.prediction_log import engine_url
+
+    engine = sa.create_engine(engine_url(url), poolclass=sa.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM prediction_log"))
+    engine.dispose()
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     with open("/proc/cpuinfo", encoding="utf-8") as info:
@@ -338,9 +397,20 @@ def render(command: str, facts: dict[str, str], runs: dict[str, Any]) -> str:
     def get(backend: str, key: str) -> Any:
         return runs.get(backend, {}).get(key)
 
-    def single(backend: str, logged: str) -> str:
+    def single(backend: str, logged: str, rate: int = 100) -> str:
         run = get(backend, logged)
-        return run["single"].cell() if isinstance(run, dict) else "n/a"
+        return run["single"][rate].cell() if isinstance(run, dict) else "n/a"
+
+    def rows(backend: str, logged: str) -> str:
+        run = get(backend, logged)
+        if not isinstance(run, dict) or "rows" not in run:
+            return "n/a"
+        answered, logged_ = run["rows"]
+        return f"{answered:,} answered, {logged_:,} logged, {answered - logged_:,} lost"
+
+    def wrong(backend: str) -> str:
+        run = get(backend, "log")
+        return run["wrong"].cell() if isinstance(run, dict) and "wrong" in run else "n/a"
 
     def held(backend: str) -> str:
         run = get(backend, "log")
@@ -380,15 +450,31 @@ def render(command: str, facts: dict[str, str], runs: dict[str, Any]) -> str:
         "",
         *[f"- {key}: {value}" for key, value in facts.items()],
         f"- model: {model.get('estimator')} {json.dumps(model.get('params'), sort_keys=True)}",
-        '- prediction log: a SQLite file on local disk ("log on") or disabled ("log off")',
+        '- prediction log: a SQLite file on local disk or a local PostgreSQL server ("log on"), '
+        'or disabled ("log off")',
         *notes,
         "",
         "| figure | ONNX | scikit-learn | target (ONNX) |",
         "|---|---|---|---|",
-        f"| single record at 100 req/s, log on | {single('onnx', 'log')} | "
-        f"{single('sklearn', 'log')} | p99 <= {TARGET_SINGLE_P99_MS:g} ms |",
-        f"| single record at 100 req/s, log off | {single('onnx', 'nolog')} | "
-        f"{single('sklearn', 'nolog')} | |",
+        *[
+            f"| single record at {rate} req/s, log on ({db}) | {single('onnx', key, rate)} | "
+            f"{single('sklearn', key, rate)} | "
+            f"{f'p99 <= {TARGET_SINGLE_P99_MS:g} ms' if rate == 100 else ''} |"
+            for key, db in (("log", "SQLite"), ("pglog", "PostgreSQL"))
+            for rate in FIXED_RATES
+            if any(isinstance(runs[b].get(key), dict) for b in BACKENDS)
+        ],
+        *[
+            f"| single record at {rate} req/s, log off | {single('onnx', 'nolog', rate)} | "
+            f"{single('sklearn', 'nolog', rate)} | |"
+            for rate in FIXED_RATES
+        ],
+        f"| rows answered vs logged (SQLite, after SIGTERM) | {rows('onnx', 'log')} | "
+        f"{rows('sklearn', 'log')} | 0 lost |",
+        f"| rows answered vs logged (PostgreSQL, after SIGTERM) | {rows('onnx', 'pglog')} | "
+        f"{rows('sklearn', 'pglog')} | 0 lost |",
+        f"| batch of 10,000 with every value of the wrong type (422), log on | "
+        f"{wrong('onnx')} | {wrong('sklearn')} | |",
         f"| highest rate with p99 <= {P99_BUDGET_MS:g} ms (log on) | {held('onnx')} | "
         f"{held('sklearn')} | |",
     ]
@@ -413,7 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds per figure")
     parser.add_argument("--rows", type=int, help="rows for `mlrepo predict` (default 1M)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file to write")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="default: %(default)s")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also log to a throwaway PostgreSQL server"
+    )
     args = parser.parse_args(argv)
+    backends = [b for b in args.backends.split(",") if b in BACKENDS]
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     command = " ".join(["benchmarks/serve.py", *(argv if argv is not None else sys.argv[1:])])
     facts = machine()
@@ -423,16 +514,24 @@ def main(argv: list[str] | None = None) -> int:
         log("reproducing the default pipeline (dvc repro) in a copy")
         project = reproduce(base / "project")
         data = input_file(base, rows)
-        for backend in BACKENDS:
+        postgres = start_postgres() if args.postgres else None
+        for backend in backends:
             try:
                 database = f"sqlite:///{base / f'predictions-{backend}.db'}"
                 runs[backend]["log"] = bench_server(project, backend, database, args.quick, True)
+                if postgres is not None:
+                    url = postgres.url
+                    runs[backend]["pglog"] = bench_server(project, backend, url, args.quick, False)
+                    with contextlib.suppress(Exception):
+                        reset_postgres(url)
                 runs[backend]["nolog"] = bench_server(project, backend, None, args.quick, False)
                 log(f"{backend}: mlrepo predict on {rows:,} rows")
                 runs[backend]["predict"] = bench_predict(project, backend, data, rows)
             except RuntimeError as exc:
                 runs[backend]["error"] = str(exc).strip().splitlines()[-1]
                 log(f"{backend}: {runs[backend]['error']}")
+        if postgres is not None:
+            postgres.destroy()
     facts["load average at the end (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = render(command, facts, runs)
     args.output.write_text(text, encoding="utf-8")

@@ -234,11 +234,49 @@ def test_predictions_made_during_an_outage_are_written_when_the_database_returns
     assert_logged(database, before, during, after, model_version=model_version)
 
 
-def test_a_full_buffer_drops_the_oldest_rows_and_counts_them(
+def test_a_full_buffer_spills_to_disk_and_every_row_is_written_back(
     tmp_path: Any, project: Project
 ) -> None:
     path = tmp_path / "predictions.db"
-    env = fast_log(f"sqlite:///{path}", MLREPO_LOG_MAX_ROWS="10", MLREPO_LOG_BATCH_ROWS="5")
+    spill = tmp_path / "spill" / "rows.jsonl"
+    env = fast_log(
+        f"sqlite:///{path}",
+        MLREPO_LOG_MAX_ROWS="10",
+        MLREPO_LOG_BATCH_ROWS="5",
+        MLREPO_LOG_SPILL_PATH=str(spill),
+    )
+    server = Server(project.root, env, "--model", "workspace")
+    database = Database(f"sqlite:///{path}", None)
+    try:
+        server.wait_until_log_up()
+        model_version = version(server)
+        with _sqlite_locked(path):
+            sent = send(server, project, singles=25, batches=(30,))
+            server.wait_until(
+                lambda: server.ready()["database"]["spilled_rows"] == 45, what="45 rows spilled"
+            )
+            assert server.ready()["database"]["queued_rows"] == 10
+            assert spill.exists()
+        server.wait_until(lambda: len(database.rows()) == 55, what="every row written")
+        assert server.metric("mlrepo_prediction_log_spilled_rows_total") == 45
+        assert server.metric("mlrepo_prediction_log_spill_file_rows") == 0
+        assert server.ready()["database"]["dropped_rows"] == 0
+    finally:
+        server.stop()
+    assert not spill.exists()
+    assert_logged(database, sent, model_version=model_version)
+
+
+def test_without_a_spill_file_a_full_buffer_drops_the_oldest_rows_and_counts_them(
+    tmp_path: Any, project: Project
+) -> None:
+    path = tmp_path / "predictions.db"
+    env = fast_log(
+        f"sqlite:///{path}",
+        MLREPO_LOG_MAX_ROWS="10",
+        MLREPO_LOG_BATCH_ROWS="5",
+        MLREPO_LOG_SPILL_PATH="off",
+    )
     server = Server(project.root, env, "--model", "workspace")
     database = Database(f"sqlite:///{path}", None)
     try:
@@ -264,7 +302,9 @@ def test_shutdown_with_the_database_away_gives_up_after_the_timeout_and_says_so(
     tmp_path: Any, project: Project
 ) -> None:
     path = tmp_path / "predictions.db"
-    env = fast_log(f"sqlite:///{path}", MLREPO_LOG_SHUTDOWN_SECONDS="1")
+    env = fast_log(
+        f"sqlite:///{path}", MLREPO_LOG_SHUTDOWN_SECONDS="1", MLREPO_LOG_SPILL_PATH="off"
+    )
     server = Server(project.root, env, "--model", "workspace")
     server.wait_until_log_up()
     with _sqlite_locked(path):
@@ -272,7 +312,33 @@ def test_shutdown_with_the_database_away_gives_up_after_the_timeout_and_says_so(
         started = time.monotonic()
         server.stop()
     assert time.monotonic() - started < 20
-    assert "3 row(s) dropped (database unreachable at shutdown)" in server.output
+    assert "3 row(s) dropped (database unreachable at shutdown and no spill file)" in server.output
+
+
+def test_rows_unwritten_at_shutdown_are_spilled_and_written_at_the_next_start(
+    tmp_path: Any, project: Project
+) -> None:
+    path = tmp_path / "predictions.db"
+    spill = tmp_path / "rows.jsonl"
+    env = fast_log(
+        f"sqlite:///{path}", MLREPO_LOG_SHUTDOWN_SECONDS="1", MLREPO_LOG_SPILL_PATH=str(spill)
+    )
+    database = Database(f"sqlite:///{path}", None)
+    server = Server(project.root, env, "--model", "workspace")
+    server.wait_until_log_up()
+    model_version = version(server)
+    with _sqlite_locked(path):
+        sent = send(server, project, singles=3, batches=(4,))
+        server.stop()
+    assert "7 row(s) saved to the spill file" in server.output
+    assert spill.exists() and database.rows() == []
+    again = Server(project.root, env, "--model", "workspace")
+    try:
+        again.wait_until(lambda: len(database.rows()) == 7, what="the spilled rows written")
+    finally:
+        again.stop()
+    assert_logged(database, sent, model_version=model_version)
+    assert not spill.exists()
 
 
 def test_the_service_starts_and_answers_while_the_database_is_unreachable(
@@ -334,3 +400,29 @@ def test_a_table_made_before_the_migrations_is_adopted(
             assert migrations.current(connection) == migrations.head()
     finally:
         engine.dispose()
+
+
+def test_kill_9_loses_at_most_the_rows_of_the_last_flush_interval(
+    tmp_path: Any, project: Project
+) -> None:
+    flush = 0.2
+    path = tmp_path / "predictions.db"
+    env = fast_log(f"sqlite:///{path}", MLREPO_LOG_FLUSH_SECONDS=str(flush))
+    server = Server(project.root, env, "--model", "workspace")
+    database = Database(f"sqlite:///{path}", None)
+    answered: list[tuple[float, str]] = []
+    server.wait_until_log_up()
+    body = records(project.features.iloc[:1])[0]
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        response = server.client.post("/predict", json=body)
+        assert response.status_code == 200
+        answered.append((time.monotonic(), response.json()["request_id"]))
+    killed = time.monotonic()
+    server.kill()  # SIGKILL: no shutdown flush
+    logged = {row["request_id"] for row in database.rows()}
+    lost = [(t, rid) for t, rid in answered if rid not in logged]
+    # The stated bound: the rows of the last flush interval, plus the batch being inserted;
+    # one more second allows for a writer slowed by a busy machine.
+    assert all(t > killed - flush - 1.0 for t, _ in lost), (len(lost), len(answered))
+    assert len(logged) <= len(answered)

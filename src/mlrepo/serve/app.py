@@ -92,6 +92,7 @@ class DatabaseStatus(BaseModel):
     backend: str | None = Field(None, description="sqlite, postgresql...")
     error: str | None = Field(None, description="the kind of the last failure (details: the log)")
     queued_rows: int | None = None
+    spilled_rows: int | None = Field(None, description="in the spill file on local disk")
     written_rows: int | None = None
     dropped_rows: int | None = None
 
@@ -221,6 +222,7 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
                 "backend": plog.backend,
                 "error": plog.last_error_kind,
                 "queued_rows": plog.queued_rows,
+                "spilled_rows": plog.spilled_rows,
                 "written_rows": plog.written,
                 "dropped_rows": plog.dropped,
             }

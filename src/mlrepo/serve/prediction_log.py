@@ -14,11 +14,18 @@ When the database cannot be reached the rows stay buffered, ``status`` turns ``d
 ``/ready``'s ``database`` field; ``mlrepo_prediction_log_database_up`` is 0; the service stays
 ready, since it still predicts) and the thread retries with exponential
 backoff; an idle thread pings the database every ``ping_seconds`` so an outage shows even
-without traffic. The buffer is bounded: beyond ``max_rows`` queued rows the **oldest** are
-dropped, so a long outage keeps the most recent traffic, and each dropped row is counted in
+without traffic. The memory buffer is bounded: beyond ``max_rows`` queued rows the **oldest**
+go to the spill file on local disk (``spill.py``; written by the writer thread, not the request
+path), which is written back once the database returns. Only when the spill file is off or
+full are rows dropped, oldest first, each counted in
 ``mlrepo_prediction_log_dropped_rows_total{reason="buffer_full"}`` and logged. ``close`` (a
 graceful shutdown) writes everything buffered, waiting at most ``shutdown_seconds`` for an
-unreachable database; rows still unwritten then are counted with ``reason="shutdown"``.
+unreachable database; rows still unwritten then go to the spill file for the next start (or,
+without one, are counted with ``reason="shutdown"``).
+
+A ``kill -9`` loses the rows in memory: at most those answered in the last ``flush_seconds``
+(0.5 s by default) plus the batch being inserted, while the database is up; during an outage,
+up to ``max_rows`` (the spilled ones survive).
 
 A SQLite file that is deleted or replaced (its directory removed and made again, a log
 rotation) is noticed before each write and each ping: the engine is disposed of, so the next
@@ -64,6 +71,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
+from mlrepo.serve.spill import SpillFile
 from mlrepo.serve.telemetry import Telemetry
 
 log = logging.getLogger("mlrepo.serve.prediction_log")
@@ -158,6 +166,8 @@ class LogSettings:
     ping_seconds: float = 1.0  # an idle writer checks the database this often
     shutdown_seconds: float = 10.0  # how long close() waits for an unreachable database
     connect_timeout_seconds: float = 2.0
+    spill_path: str | None = None  # a file for rows beyond max_rows; None: drop them
+    spill_max_bytes: int = 1 << 30
     extra: dict[str, Any] = field(default_factory=dict)  # more create_engine() arguments
 
 
@@ -204,6 +214,12 @@ class PredictionLog:
         self._queue: deque[_Pending] = deque()
         self._rows = 0
         self._inflight = 0  # rows taken by the writer, not yet written nor put back
+        self._overflow: list[_Pending] = []  # beyond max_rows, for the writer to spill
+        self.spill = (
+            SpillFile(Path(settings.spill_path), settings.spill_max_bytes, JsonText)
+            if settings.spill_path
+            else None
+        )
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._stopping = False
@@ -243,11 +259,14 @@ class PredictionLog:
         with self._cond:
             self._queue.append(_Pending(entry, 0, size))
             self._rows += size
-            dropped = self._trim()
+            if self._trim():
+                self._wake.set()  # the writer spills them, even while backing off
             if self._rows >= self.settings.batch_rows:
                 self._cond.notify()
-        if dropped:
-            self._count_dropped(dropped, "buffer_full")
+
+    @property
+    def spilled_rows(self) -> int:
+        return self.spill.rows if self.spill else 0
 
     def close(self) -> None:
         """Write everything buffered (waiting at most ``shutdown_seconds`` for the database),
@@ -275,29 +294,31 @@ class PredictionLog:
                 stopping = self._stopping
                 batch = self._take(self.settings.batch_rows)
                 self._inflight = sum(part.size for part in batch)
+            self._spill_overflow()
             if stopping and not batch:
                 return
             if self._write(batch) if batch else self._ping_if_due():
                 self._inflight = 0
                 backoff = self.settings.retry_min_seconds
+                if not batch or self._rows < self.settings.batch_rows:
+                    self._write_back_spilled()
                 continue
             if batch:
                 with self._cond:
                     self._put_back(batch)
                     self._inflight = 0
-                    dropped = self._trim()
-                if dropped:
-                    self._count_dropped(dropped, "buffer_full")
+                    self._trim()
             if stopping and time.monotonic() >= self._deadline:
                 with self._cond:
-                    lost = self._rows
+                    self._overflow += list(self._queue)
                     self._queue.clear()
                     self._rows = 0
-                if lost:
-                    self._count_dropped(lost, "shutdown")
+                self._spill_overflow(reason="shutdown")
                 return
             wait = min(backoff, max(0.0, self._deadline - time.monotonic()))
             self._wake.wait(wait)
+            if not self._stopping:
+                self._wake.clear()
             backoff = min(backoff * 2, self.settings.retry_max_seconds)
 
     def _take(self, limit: int) -> list[_Pending]:
@@ -324,9 +345,53 @@ class PredictionLog:
             self._rows += part.size
 
     def _trim(self) -> int:
-        """Drop the oldest rows beyond ``max_rows`` (call with the lock held)."""
+        """Move the oldest rows beyond ``max_rows`` to the overflow (call with the lock held)."""
         excess = self._rows - self.settings.max_rows
-        return sum(p.size for p in self._take(excess)) if excess > 0 else 0
+        if excess <= 0:
+            return 0
+        taken = self._take(excess)
+        self._overflow += taken
+        return sum(p.size for p in taken)
+
+    def _spill_overflow(self, reason: str = "buffer_full") -> None:
+        """Write the overflow to the spill file (the writer thread's job); drop what does not
+        fit, or everything when there is no spill file."""
+        with self._cond:
+            overflow, self._overflow = self._overflow, []
+        if not overflow:
+            return
+        rows = [row for part in overflow for row in part.entry.rows(part.start, part.stop)]
+        kept = 0
+        if self.spill is not None:
+            try:
+                kept = self.spill.append(rows)
+            except OSError as exc:
+                log.warning("prediction log: cannot write the spill file: %s", exc)
+        if kept:
+            log.info("prediction log: %d row(s) saved to the spill file", kept)
+            if self.telemetry:
+                self.telemetry.log_spilled.inc(kept)
+        if len(rows) > kept:
+            self._count_dropped(len(rows) - kept, reason)
+
+    def _write_back_spilled(self) -> None:
+        """Insert one batch of spilled rows, oldest first, while the database is up."""
+        if self.spill is None or self.spill.rows <= 0:
+            return
+        try:
+            rows, offset = self.spill.read(self.settings.batch_rows)
+            if rows:
+                with self.engine.begin() as connection:
+                    connection.execute(self._insert(), rows)
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)
+            return
+        self.spill.consumed(len(rows), offset)
+        self.written += len(rows)
+        if self.telemetry:
+            self.telemetry.log_written.inc(len(rows))
+        if self.spill.rows == 0:
+            log.info("prediction log: the spill file is written back")
 
     def _write(self, batch: list[_Pending]) -> bool:
         rows = [row for part in batch for row in part.entry.rows(part.start, part.stop)]
@@ -428,9 +493,9 @@ class PredictionLog:
             log.warning(
                 "prediction log: %d row(s) dropped (%s); %d dropped since start",
                 rows,
-                "buffer full, oldest first"
+                "buffer and spill file full, oldest first"
                 if reason == "buffer_full"
-                else "database unreachable at shutdown",
+                else "database unreachable at shutdown and no spill file",
                 self.dropped,
             )
 

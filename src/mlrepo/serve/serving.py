@@ -109,6 +109,9 @@ class Serving:
         if log_settings is not None:
             self.log = PredictionLog(log_settings, self.telemetry)
             self.telemetry.log_queue.set_function(lambda: self.log.queued_rows if self.log else 0)
+            self.telemetry.log_spill_rows.set_function(
+                lambda: self.log.spilled_rows if self.log else 0
+            )
             self.log.start()
 
     def predict(

@@ -10,16 +10,16 @@ An empty variable counts as unset.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 from mlrepo.errors import MlrepoError
 from mlrepo.predict import BackendChoice
-from mlrepo.serve.prediction_log import LogSettings
-
-Positive = Field(gt=0)
+from mlrepo.serve.prediction_log import LogSettings, engine_url
 
 
 class ServeSettings(BaseSettings):
@@ -51,6 +51,11 @@ class ServeSettings(BaseSettings):
     log_retry_max_seconds: float = Field(LogSettings.retry_max_seconds, gt=0)
     log_ping_seconds: float = Field(LogSettings.ping_seconds, gt=0)
     log_shutdown_seconds: float = Field(LogSettings.shutdown_seconds, gt=0)
+    # Rows beyond MLREPO_LOG_MAX_ROWS go to this file until the database is back; "off" drops
+    # them. "auto": beside a SQLite file, else named after the database in the working
+    # directory, so that rows are only ever written back to the database they were meant for.
+    log_spill_path: str = "auto"
+    log_spill_max_bytes: int = Field(LogSettings.spill_max_bytes, gt=0)
 
     @model_validator(mode="after")
     def _batch_within_buffer(self) -> ServeSettings:
@@ -82,7 +87,21 @@ class ServeSettings(BaseSettings):
             retry_max_seconds=self.log_retry_max_seconds,
             ping_seconds=self.log_ping_seconds,
             shutdown_seconds=self.log_shutdown_seconds,
+            spill_path=self._spill_path(),
+            spill_max_bytes=self.log_spill_max_bytes,
         )
+
+    def _spill_path(self) -> str | None:
+        choice = self.log_spill_path
+        if choice.lower() == "off":
+            return None
+        if choice.lower() != "auto":
+            return choice
+        url = make_url(engine_url(self.database_url))
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return f"{url.database}.spill.jsonl"
+        where = url.render_as_string(hide_password=True).encode()
+        return f"predictions-{hashlib.sha256(where).hexdigest()[:12]}.spill.jsonl"
 
 
 def _describe(exc: ValidationError) -> str:

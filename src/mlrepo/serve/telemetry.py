@@ -62,6 +62,16 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.log_spilled = Counter(
+            "mlrepo_prediction_log_spilled_rows",
+            "Predictions that did not fit in the memory buffer, saved to the spill file",
+            registry=r,
+        )
+        self.log_spill_rows = Gauge(
+            "mlrepo_prediction_log_spill_file_rows",
+            "Predictions in the spill file, waiting to be written back to the database",
+            registry=r,
+        )
         self.log_errors = Counter(
             "mlrepo_prediction_log_write_errors",
             "Failed attempts to reach the database",

@@ -1,0 +1,81 @@
+"""The prediction log's spill file: rows that did not fit in the memory buffer, kept on disk.
+
+When the database is away long enough for the buffer to fill (``max_rows``), the oldest rows
+go to this file (JSON lines, appended and flushed) instead of being dropped; when the
+database is back, the writer inserts them again, oldest first, and empties the file once all
+are in. A row is unique per (request id, position), so rows written twice (a crash between the
+insert and the truncation) are inserted once. A file left by a previous process is replayed
+at start. The file is bounded (``max_bytes``): beyond it rows are dropped, and counted.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+JSON_FIELDS = ("inputs", "probabilities")
+
+
+class SpillFile:
+    def __init__(self, path: Path, max_bytes: int, json_text: type[str]) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._json_text = json_text
+        self._offset = 0  # bytes already written back to the database
+        self.rows = 0  # rows in the file not yet written back
+        if path.exists():
+            with open(path, "rb") as existing:
+                self.rows = sum(1 for line in existing if line.strip())
+
+    def append(self, rows: list[dict[str, Any]]) -> int:
+        """Append ``rows``; how many fitted (the rest would pass ``max_bytes``)."""
+        lines = [orjson.dumps(row) + b"\n" for row in rows]
+        size = self.path.stat().st_size if self.path.exists() else 0
+        kept = 0
+        for line in lines:
+            if size + len(line) > self.max_bytes:
+                break
+            size += len(line)
+            kept += 1
+        if kept:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as out:
+                out.write(b"".join(lines[:kept]))
+                out.flush()
+                os.fsync(out.fileno())
+            self.rows += kept
+        return kept
+
+    def read(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Up to ``limit`` of the oldest rows not yet written back, and the offset after them."""
+        rows: list[dict[str, Any]] = []
+        with open(self.path, "rb") as source:
+            source.seek(self._offset)
+            offset = self._offset
+            while len(rows) < limit:
+                line = source.readline()
+                if not line:
+                    break
+                offset += len(line)
+                if line.strip():
+                    rows.append(self._row(orjson.loads(line)))
+        return rows, offset
+
+    def consumed(self, rows: int, offset: int) -> None:
+        """``rows`` up to ``offset`` are in the database; empty the file once all are."""
+        self._offset = offset
+        self.rows -= rows
+        if self.rows <= 0:
+            self.path.unlink(missing_ok=True)
+            self._offset = 0
+            self.rows = 0
+
+    def _row(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["created_at"] = datetime.fromisoformat(row["created_at"])
+        for name in JSON_FIELDS:
+            row[name] = self._json_text(row[name])
+        return row
