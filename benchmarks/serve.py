@@ -324,8 +324,16 @@ def bench_server(
     finally:
         server.stop()
     if database:
-        result["rows"] = (answered, logged_rows(database))
+        result["rows"] = (answered, logged_rows(database), spilled_rows(project))
+        for leftover in project.glob("**/*.spill.jsonl"):
+            leftover.unlink()  # the next server writes to another database
     return result
+
+
+def spilled_rows(project: Path) -> int:
+    """Rows the service saved to a spill file at shutdown (written back at its next start)."""
+    found = [*project.glob("**/*.spill.jsonl"), *project.parent.glob("*.spill.jsonl")]
+    return sum(sum(1 for line in path.open("rb") if line.strip()) for path in found)
 
 
 def bench_predict(project: Path, backend: str, data: Path, rows: int) -> dict[str, float]:
@@ -405,8 +413,9 @@ def render(command: str, facts: dict[str, str], runs: dict[str, Any]) -> str:
         run = get(backend, logged)
         if not isinstance(run, dict) or "rows" not in run:
             return "n/a"
-        answered, logged_ = run["rows"]
-        return f"{answered:,} answered, {logged_:,} logged, {answered - logged_:,} lost"
+        answered, logged_, spilled = run["rows"]
+        lost = answered - logged_ - spilled
+        return f"{answered:,} answered, {logged_:,} logged, {spilled:,} spilled, {lost:,} lost"
 
     def wrong(backend: str) -> str:
         run = get(backend, "log")
