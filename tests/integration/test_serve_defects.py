@@ -306,3 +306,26 @@ def test_the_tamper_hint_is_a_command_that_restores_the_model(workspace: Repo) -
     workspace.dvc(*hint.group(1).split()[1:])  # exactly what the message says to run
     server = Server(workspace.root, {"MLREPO_PREDICTION_LOG": "off"}, "--model", "workspace")
     server.stop()
+
+
+def test_hostile_shapes_are_4xx_not_5xx(server: Server, record: dict[str, Any]) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    wide = json.dumps({**record, **{f"x{i}": i for i in range(50_000)}}).encode()
+    huge = json.dumps(record).replace(str(record["num_00"]), "1e400", 1).encode()
+    cases = [
+        ("/predict", deep, 400),
+        ("/predict/batch", deep, 400),
+        ("/predict", wide, 422),
+        ("/predict/batch", b"[" + wide + b"]", 422),
+        ("/predict/batch", b"[" + huge + b"]", 422),
+    ]
+    for path, body, status in cases:
+        response = server.client.post(
+            path, content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == status, (path, status, response.text[:300])
+        assert len(response.content) < 50_000
+        assert "Traceback" not in response.text and "site-packages" not in response.text
+    too_big = post(server, "/predict", {**record, "num_00": 10**400})
+    assert too_big.status_code == 422, too_big.text
+    assert too_big.json()["detail"][0]["field"] == "num_00"
