@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ METRICS_FILES = {
     "export": "metrics/export.json",
 }
 OPTIONAL_ROLES = {"onnx"}
+# The monitor stage's drift verdict; read apart from METRICS_FILES because it is only believed
+# when its bytes are the ones dvc.lock recorded (a hand-edited figure must not reach dashboards).
+DRIFT_FILE = "metrics/drift.json"
+
+log = logging.getLogger("mlrepo.bundle")
 
 
 class ModelIntegrityError(MlrepoError):
@@ -42,6 +48,7 @@ class ModelBundle:
     files: dict[str, bytes]  # role -> bytes, roles of MODEL_FILES (onnx may be absent)
     metadata: dict[str, Any]  # parsed models/model.json
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics file role -> parsed JSON
+    drift: dict[str, Any] | None = None  # verified metrics/drift.json; None when unknown
     name: str = "model"
     version: str | None = None  # registry version, e.g. v1.2.0
     stage: str | None = None  # registry stage, e.g. production
@@ -78,6 +85,28 @@ def verify(role: str, path: str, data: bytes, md5s: dict[str, str], where: str) 
         )
 
 
+def read_drift(data: bytes | None, md5s: dict[str, str], where: str) -> dict[str, Any] | None:
+    """The parsed drift metrics if ``data`` has the md5 dvc.lock recorded for them, else None
+    (absent, unrecorded, changed or unreadable: the verdict is unknown, never an error)."""
+    if data is None:
+        return None
+    expected = md5s.get(DRIFT_FILE)
+    if expected is None or hashlib.md5(data).hexdigest() != expected:
+        log.warning(
+            "%s: %s does not match the md5 dvc.lock records (%s); the drift verdict is unknown. "
+            "Fix: `dvc repro monitor` and commit dvc.lock with the metrics",
+            where,
+            DRIFT_FILE,
+            expected or "none",
+        )
+        return None
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def read_workspace_bundle(root: str | Path = ".") -> ModelBundle:
     """The model in a project's working tree, verified against the working tree's dvc.lock."""
     root = Path(root)
@@ -102,9 +131,12 @@ def read_workspace_bundle(root: str | Path = ".") -> ModelBundle:
     for role, path in METRICS_FILES.items():
         if (root / path).exists():
             metrics[role] = json.loads((root / path).read_text(encoding="utf-8"))
+    drift_path = root / DRIFT_FILE
+    drift_data = drift_path.read_bytes() if drift_path.is_file() else None
     return ModelBundle(
         files=files,
         metadata=json.loads(files["metadata"]),
         metrics=metrics,
+        drift=read_drift(drift_data, md5s, where),
         source=str(root),
     )

@@ -99,6 +99,7 @@ def test_the_dashboard_shows_what_the_issue_asks() -> None:
         "Prediction latency p50 / p95 / p99",
         "Predictions by class",
         "Model version",
+        "Drift share",
     } <= titles
     latency = [e for t, e in dashboard_queries() if t.startswith("Prediction latency")]
     assert [e.split(",")[0] for e in latency] == [

@@ -7,10 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlrepo.bundle import (
+    DRIFT_FILE,
     MODEL_FILES,
     OPTIONAL_ROLES,
     ModelBundle,
     ModelIntegrityError,
+    read_drift,
     read_workspace_bundle,
     verify,
 )
@@ -62,6 +64,7 @@ def read_bundle(target: Target) -> ModelBundle:
         files=files,
         metadata=json.loads(files["metadata"]),
         metrics=snapshot.metrics(),
+        drift=read_drift(snapshot.read(DRIFT_FILE), md5s, where),
         name=ARTIFACT,
         version=target.version.version if target.version else None,
         stage=target.stage or (", ".join(target.stages) or None),

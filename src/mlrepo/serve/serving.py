@@ -95,6 +95,7 @@ class Serving:
         if old is not None:
             info.remove(*_info_labels(old))
         info.labels(*_info_labels(active)).set(1)
+        self.telemetry.set_drift(model.bundle.drift)
         log.info(
             "model %s %s loaded from %s (%s backend, %d features)",
             model.bundle.name,

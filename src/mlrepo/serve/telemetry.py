@@ -3,8 +3,10 @@ several apps in one process), and the ASGI middleware that times every request."
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -47,6 +49,19 @@ class Telemetry:
             ["name", "version", "backend", "rev", "fallback"],
             registry=r,
         )
+        self.drift_share = Gauge(
+            "mlrepo_model_drift_share",
+            "Share of features the monitor stage found drifted for the served model's revision "
+            "(metrics/drift.json share_drifted); NaN when unknown",
+            registry=r,
+        )
+        self.dataset_drift = Gauge(
+            "mlrepo_model_dataset_drift",
+            "1 if the monitor stage found dataset drift for the served model's revision, 0 if "
+            "not (metrics/drift.json dataset_drift); NaN when unknown",
+            registry=r,
+        )
+        self.set_drift(None)
         self.log_queue = Gauge(
             "mlrepo_prediction_log_queue_rows",
             "Predictions waiting to be written to the prediction log",
@@ -106,8 +121,26 @@ class Telemetry:
             if count:
                 self.predictions.labels(str(cls)).inc(count)
 
+    def set_drift(self, drift: dict[str, Any] | None) -> None:
+        """Show the drift verdict of the served model's revision (None or a bad value: NaN)."""
+        drift = drift or {}
+        self.drift_share.set(_number(drift.get("share_drifted"), 0, 1))
+        verdict = drift.get("dataset_drift")  # 0/1, or False/True
+        if isinstance(verdict, int | float) and verdict in (0, 1):
+            self.dataset_drift.set(float(verdict))
+        else:
+            self.dataset_drift.set(math.nan)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _number(value: Any, low: float, high: float) -> float:
+    """``value`` as a float if it is a real number in [low, high], else NaN."""
+    # NaN fails the comparison; a bool is no share.
+    if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
+        return float(value)
+    return math.nan
 
 
 class MetricsMiddleware:
