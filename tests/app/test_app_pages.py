@@ -31,6 +31,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def test_overview_shows_the_served_model(app_env: Served) -> None:
+    app_env.server.wait_until_log_up()  # the readiness line below shows the log's state
     at = app()
     shown = metrics(at)
     model = app_env.server.client.get("/model").json()
@@ -38,6 +39,8 @@ def test_overview_shows_the_served_model(app_env: Served) -> None:
     assert shown["Test accuracy"] == f"{app_env.accuracy:.3f}"
     assert shown["Promotable"] == "yes"
     assert shown["Stage"] == "none"
+    readiness = [m.value for m in at.markdown if m.value.startswith("ready:")]
+    assert readiness == ["ready: **yes** · prediction log: **up** (sqlite)"], readiness
     assert not at.error
 
 

@@ -62,9 +62,11 @@ except ServiceError as exc:
     ui.show_error(exc)
 else:
     database = ready.get("database") or {}
+    # /ready names the kind of database only (it is public: no URL, path or credentials).
+    backend = f" ({database['backend']})" if database.get("backend") else ""
     st.write(
         f"ready: **{'yes' if ready.get('ready') else 'no'}** · prediction log: "
-        f"**{database.get('status', 'unknown')}** {database.get('url') or ''}"
+        f"**{database.get('status', 'unknown')}**{backend}"
     )
     if database.get("error"):
         st.warning(f"prediction log database: {database['error']}")
