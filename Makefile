@@ -8,8 +8,8 @@ export PATH := $(BIN):$(PATH)
 unexport VIRTUAL_ENV PYTHONPATH
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test test-fast lint format requirements plots bench serve report clean app audit \
-	cluster cluster-down push pull
+.PHONY: help setup repro test test-fast lint format requirements plots bench serve report clean
+.PHONY: app audit cluster cluster-down push pull
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
