@@ -19,7 +19,7 @@ class BadParam:
 
 
 CASES = {
-    "unknown model name": BadParam({"train.model": "xgboost"}, ("train.model", "'xgboost'")),
+    "unknown model name": BadParam({"train.model": "catboost"}, ("train.model", "'catboost'")),
     "n_estimators zero": BadParam(
         {"train.random_forest.n_estimators": 0},
         ("train.random_forest.n_estimators", "(given: 0)"),
