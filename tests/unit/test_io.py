@@ -247,16 +247,28 @@ def test_slow_reads_log_progress_to_stderr_only(
     assert path.read_bytes() == before
 
 
-def test_steps_are_logged_on_large_tables_only(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_steps_are_logged_on_large_tables_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
     from mlrepo.io import LARGE_ROWS, Steps
 
-    monkeypatch.setattr(logging.getLogger("mlrepo"), "propagate", True)
-    with caplog.at_level(logging.INFO, logger="mlrepo"):
+    # A handler of its own on the mlrepo logger: the root logger's handlers (caplog's) can be
+    # left doubled by other tests that configure logging in this process (Streamlit's AppTest).
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    logger, collect = logging.getLogger("mlrepo"), Collect()
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(collect)
+    try:
         Steps("validate", LARGE_ROWS - 1)("duplicate rows")
-        assert caplog.messages == []
+        assert collect.messages == []
         Steps("validate", LARGE_ROWS)("duplicate rows")
-    assert caplog.messages == ["validate: duplicate rows (0 s so far)"]
+    finally:
+        logger.removeHandler(collect)
+    assert collect.messages == ["validate: duplicate rows (0 s so far)"]
