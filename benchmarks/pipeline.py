@@ -941,7 +941,7 @@ def scaling_section(results: dict[str, dict[str, Any]]) -> str:
 
 
 def growth_notes(records: list[dict[str, Any]]) -> list[str]:
-    """Stages whose wall time or peak RSS grew more than the row count between two sizes.
+    """Stages whose CPU time or peak RSS grew more than the row count between two sizes.
 
     Only steps of at least 10x rows where the larger run took over 5 s (or 500 MiB), so fixed
     start-up costs do not hide or fake a trend.
@@ -958,11 +958,12 @@ def growth_notes(records: list[dict[str, Any]]) -> list[str]:
                 before = small["stages"].get(stage)
                 if before is None or factor < 10:
                     continue
-                for key, unit, floor in (("wall", "s", 5.0), ("rss_mib", "MiB", 500.0)):
+                # CPU time, not wall: the load on a shared machine differs between two runs.
+                for key, unit, floor in (("cpu", "CPU s", 5.0), ("rss_mib", "MiB", 500.0)):
                     grew = run[key] / before[key]
                     if run[key] > floor and grew > factor:
                         notes.append(
-                            f"`{model}` {stage} {key.replace('rss_mib', 'peak RSS')}:"
+                            f"`{model}` {stage} {'CPU time' if key == 'cpu' else 'peak RSS'}:"
                             f" {before[key]:.1f} -> {run[key]:.1f} {unit} from"
                             f" {small['rows']:,} to {large['rows']:,} rows ({grew:.0f}x for"
                             f" {factor:.0f}x rows)"
