@@ -234,7 +234,7 @@ class Server:
 def logged_rows(database: str) -> int:
     import sqlalchemy as sa
 
-    from mlrepo.serve.prediction_log import engine_url
+    from mlrepo.prediction_store import engine_url
 
     engine = sa.create_engine(engine_url(database), poolclass=sa.NullPool)
     try:
@@ -379,7 +379,7 @@ def start_postgres() -> Any:
 def reset_postgres(url: str) -> None:
     import sqlalchemy as sa
 
-    from mlrepo.serve.prediction_log import engine_url
+    from mlrepo.prediction_store import engine_url
 
     engine = sa.create_engine(engine_url(url), poolclass=sa.NullPool)
     with engine.begin() as connection:

@@ -17,6 +17,7 @@ from mlrepo.errors import DataError, run_cli
 from mlrepo.io import dumps_json, read_table
 from mlrepo.logs import setup_logging
 from mlrepo.params import load_params
+from mlrepo.prediction import BACKENDS
 from mlrepo.stages.validate import format_errors, validate
 
 
@@ -108,14 +109,13 @@ def _add_registry(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from mlrepo.predict import load_model, predict_file, show_progress  # registry: slow
+    from mlrepo.predict import predict_file, show_progress
+    from mlrepo.prediction.core import load_model
 
     log = setup_logging("predict")
     model = load_model(args.model, args.backend)
     progress = {"auto": show_progress(), "always": True, "never": False}[args.progress]
-    done = predict_file(
-        model.predictor, args.input, args.output, args.ids, args.chunk_rows, progress
-    )
+    done = predict_file(model, args.input, args.output, args.ids, args.chunk_rows, progress)
     log.info(
         "%s: %d rows scored in %.1f s (%.0f rows/s) by model %s (%s)",
         args.output,
@@ -154,7 +154,7 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="COLUMN",
         help="copy this input column to the output (repeatable): ids, the label...",
     )
-    predict.add_argument("--backend", choices=["auto", "onnx", "sklearn"], default="auto")
+    predict.add_argument("--backend", choices=BACKENDS, default="auto")
     predict.add_argument(
         "--chunk-rows", type=_positive_int, default=100_000, help="default: %(default)s"
     )
@@ -183,7 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
     }
     settings = ServeSettings.from_env(**{k: v for k, v in options.items() if v is not None})
     if args.migrate:
-        from mlrepo.serve.migrations import upgrade
+        from mlrepo.prediction_store.migrations import upgrade
 
         upgrade(settings.database_url)
         return 0
@@ -216,7 +216,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     serve.add_argument("--port", type=_positive_int, default=8000, help="default: %(default)s")
-    serve.add_argument("--backend", choices=["auto", "onnx", "sklearn"], help="default: auto")
+    serve.add_argument("--backend", choices=BACKENDS, help="default: auto")
     serve.add_argument(
         "--max-batch-rows", type=_positive_int, help="records per batch request (default: 10000)"
     )

@@ -26,6 +26,13 @@ class DataError(MlrepoError):
     """An input table is missing, unreadable or breaks a validation rule."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name): what a user is shown of
+    a library's error, whose later lines are its own context."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Run ``main`` and turn an ``MlrepoError`` into one clear message and exit code 2."""
     try:

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlrepo.errors import DataError
+from mlrepo.errors import DataError, first_line
 from mlrepo.logs import get_logger
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -31,31 +31,72 @@ PROGRESS_EVERY_S = 2.0
 LARGE_ROWS = 1_000_000
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet table, turning every way it can be unusable into a ``DataError``."""
+def read_table(path: str | Path, hint: str = "generate.path in params.yaml") -> pd.DataFrame:
+    """Read a CSV or Parquet table, turning every way it can be unusable into a ``DataError``.
+
+    ``hint`` says where the path came from, for the message when the file is missing.
+    """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found; check the path (generate.path in params.yaml)")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a .csv or .parquet file")
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise DataError(f"{path}: unsupported file type '{suffix}'; use a .csv or .parquet file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty; expected a header row and data rows")
-    try:
-        frame = _read_csv(path) if suffix == ".csv" else _read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as CSV: {_first_line(exc)}") from None
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(
-            f"{path}: cannot be read as Parquet (corrupt or not Parquet): {_first_line(exc)}"
-        ) from None
+    _check_table_path(path, hint)
+    with _read_errors(path):
+        frame = _read_csv(path) if path.suffix.lower() == ".csv" else _read_parquet(path)
     if frame.shape[1] == 0:
         raise DataError(f"{path}: no columns found; expected a header row")
     if len(frame) == 0:
         raise DataError(f"{path}: has a header but no data rows")
     return frame
+
+
+def read_chunks(
+    path: str | Path, chunk_rows: int, hint: str = "the --input path"
+) -> Iterator[pd.DataFrame]:
+    """The table at ``path``, ``chunk_rows`` rows at a time, each indexed from 0: the same
+    checks and messages as ``read_table``, without the whole table in memory."""
+    path = Path(path)
+    _check_table_path(path, hint)
+    any_rows = False
+    with _read_errors(path):
+        if path.suffix.lower() == ".csv":
+            with pd.read_csv(path, chunksize=chunk_rows) as reader:
+                for chunk in reader:
+                    any_rows = any_rows or len(chunk) > 0
+                    yield chunk.reset_index(drop=True)
+        else:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                any_rows = any_rows or batch.num_rows > 0
+                yield batch.to_pandas().reset_index(drop=True)
+    if not any_rows:
+        raise DataError(f"{path}: has a header but no data rows")
+
+
+def check_table_suffix(path: Path, role: str = "") -> None:
+    """``path`` names a table file (CSV or Parquet) by its suffix."""
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        kind = f"{role} file type" if role else "file type"
+        raise DataError(f"{path}: unsupported {kind} '{path.suffix}'; use .csv or .parquet")
+
+
+def _check_table_path(path: Path, hint: str) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check {hint}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a .csv or .parquet file")
+    check_table_suffix(path)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty; expected a header row and data rows")
+
+
+@contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Every way a CSV or Parquet reader says a file is unreadable, as one ``DataError``."""
+    try:
+        yield
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV: {first_line(exc)}") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{path}: cannot be read as Parquet (corrupt or not Parquet): {first_line(exc)}"
+        ) from None
 
 
 class _Progress:
@@ -149,10 +190,6 @@ def _read_csv(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(io.BufferedReader(_CountingReader(raw, progress)))
     progress.done(len(frame))
     return frame
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 @contextmanager

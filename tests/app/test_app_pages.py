@@ -8,7 +8,7 @@ from app_harness import APP, Served, csv_bytes
 from serve_harness import Server, free_port, records
 from streamlit.testing.v1 import AppTest
 
-from mlrepo.predict import check_input, prediction_features
+from mlrepo.prediction.core import check_input, prediction_features
 from mlrepo.schema import FeatureSchema
 
 TIMEOUT = 60

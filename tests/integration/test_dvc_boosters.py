@@ -9,7 +9,7 @@ import pytest
 from dvc_harness import Repo, ran_stages
 
 from mlrepo.bundle import read_workspace_bundle
-from mlrepo.predictor import load_predictor
+from mlrepo.prediction.backends import load_predictor
 
 pytestmark = pytest.mark.dvc
 

@@ -26,8 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from serve_harness import Postgres, Project, Server, build_project, postgres_binaries, records
 
-from mlrepo.serve import migrations
-from mlrepo.serve.prediction_log import engine_url, metadata, prediction_log
+from mlrepo.prediction_store import engine_url, metadata, migrations, prediction_log
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from serve_harness import Project, Server, build_project, records
 
-from mlrepo.predict import LoadedModel, load_model
+from mlrepo.prediction.core import LoadedModel, load_model
 
 MAX_BATCH = 50
 

@@ -37,9 +37,10 @@ from mlrepo.monitor.log_window import parse_window, read_window
 from mlrepo.monitor.report import replace_folder, write_report
 from mlrepo.monitor.sources import predicted_classes
 from mlrepo.params import BatchParams, GenerateParams, MonitorParams, TrainParams, parse_params
-from mlrepo.predictor import SklearnPredictor
+from mlrepo.prediction.backends import SklearnPredictor
+from mlrepo.prediction_store import LogSettings
 from mlrepo.schema import Feature, FeatureSchema
-from mlrepo.serve.prediction_log import Entry, LogSettings, PredictionLog
+from mlrepo.serve.prediction_log import Entry, PredictionLog
 from mlrepo.stages.batches import NEW_CATEGORY, make_batches
 from mlrepo.stages.featurize import Split
 from mlrepo.stages.generate import synthesize

@@ -32,7 +32,7 @@ from mlrepo.params import (
     TrainParams,
     ValidateParams,
 )
-from mlrepo.predictor import OnnxPredictor
+from mlrepo.prediction.backends import OnnxPredictor
 from mlrepo.schema import FeatureSchema
 from mlrepo.stages.export import (
     ParityError,
@@ -159,9 +159,7 @@ def test_rows_on_a_split_threshold_go_the_same_way_as_in_sklearn(
     pipeline = _trained(dataset, small_train(model))
     rows = _rows_on_thresholds(pipeline, split.test, schema)
     assert len(rows) > 100
-    parity = compare(
-        pipeline, OnnxPredictor.from_bytes(to_onnx(pipeline, schema), schema), rows, schema, 1e-5
-    )
+    parity = compare(pipeline, OnnxPredictor(to_onnx(pipeline, schema), schema), rows, schema, 1e-5)
     assert parity["passed"], parity
     assert parity["label_agreement"] == 1.0
 
@@ -356,5 +354,5 @@ def test_boosters_export_with_early_stopping_and_many_string_classes(model: str)
     assert parity["max_abs_proba_diff"] <= 1e-5
     assert parity["estimator"] == {"xgboost": "XGBClassifier", "lightgbm": "LGBMClassifier"}[model]
     assert "onnxmltools" in parity["versions"]
-    labels, _ = OnnxPredictor.from_bytes(exported.onnx_bytes, checked.schema).run(split.test)
+    labels, _ = OnnxPredictor(exported.onnx_bytes, checked.schema).run(split.test)
     assert set(labels.astype(str)) <= {"w", "x", "y", "z"}

@@ -18,7 +18,7 @@ from mlrepo.bundle import MODEL_FILES
 from mlrepo.cli import main
 from mlrepo.io import file_md5, write_json
 from mlrepo.params import ExportParams, TrainParams
-from mlrepo.predict import (
+from mlrepo.prediction.core import (
     PREDICT_FIXES,
     LoadedModel,
     check_input,

@@ -29,7 +29,7 @@ from mlrepo.params import (
     TrainParams,
     ValidateParams,
 )
-from mlrepo.predictor import (
+from mlrepo.prediction.backends import (
     OnnxPredictor,
     OnnxUnavailableError,
     SklearnPredictor,

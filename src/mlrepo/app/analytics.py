@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
-
-from mlrepo.errors import DataError
 
 PERCENTILES = (50, 95, 99)
 REQUESTS_METRIC = "mlrepo_http_requests"
@@ -63,47 +60,21 @@ class Traffic:
 
 def read_traffic(url: str, since: timedelta | None = None, limit: int = 200_000) -> Traffic:
     """The ``limit`` most recent logged predictions (of the last ``since``, if given)."""
-    from sqlalchemy import make_url, select
-    from sqlalchemy.exc import SQLAlchemyError
+    from mlrepo.prediction_store import read_rows  # SQLAlchemy: imported on use
 
-    from mlrepo.serve.prediction_log import LogSettings, build_engine, engine_url, prediction_log
-
-    parsed = make_url(engine_url(url))
-    safe = parsed.render_as_string(hide_password=True)
-    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
-        raise DataError(
-            f"{safe}: no such database file yet: the service creates it on its first "
-            "prediction. Fix: make a prediction, or set DATABASE_URL to the service's database"
-        )
-    log = prediction_log.c
-    query = select(
-        log.created_at, log.request_id, log.predicted_class, log.latency_ms, log.model_version
+    columns = ["created_at", "request_id", "predicted_class", "latency_ms", "model_version"]
+    rows = read_rows(
+        url,
+        columns,
+        since=None if since is None else datetime.now(UTC) - since,
+        newest=limit,
+        missing="no such database file yet: the service creates it on its first "
+        "prediction. Fix: make a prediction, or set DATABASE_URL to the service's database",
+        fix="check DATABASE_URL points at the service's database",
     )
-    engine = build_engine(LogSettings(url=url))
-    if since is not None:
-        start = datetime.now(UTC) - since
-        # SQLite keeps times as text without an offset: compare with naive UTC times.
-        naive = engine.dialect.name == "sqlite"
-        query = query.where(log.created_at >= (start.replace(tzinfo=None) if naive else start))
-    query = query.order_by(log.id.desc()).limit(limit)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(query).all()
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise DataError(
-            f"{safe}: cannot read the prediction log: {str(cause).strip().splitlines()[0]}. "
-            "Fix: check DATABASE_URL points at the service's database"
-        ) from None
-    finally:
-        engine.dispose()
-    frame = pd.DataFrame(
-        rows,
-        columns=["created_at", "request_id", "predicted_class", "latency_ms", "model_version"],
-    )
+    frame = pd.DataFrame(rows, columns=columns)
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    return Traffic(frame.iloc[::-1].reset_index(drop=True))
+    return Traffic(frame)
 
 
 def error_counts(metrics_text: str) -> pd.DataFrame:

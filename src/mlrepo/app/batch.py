@@ -1,8 +1,8 @@
 """Batch prediction of an uploaded CSV: the same reading and schema check as ``mlrepo predict``,
 then the predictions from the service.
 
-``check_upload`` reads the file with ``predict.read_chunks`` and checks it with
-``predict.check_input`` (the one schema check of the CLI, the service and the validate stage),
+``check_upload`` reads the file with ``io.read_chunks`` and checks it with the prediction
+core's ``check_input`` (the one schema check of the CLI, the service and the validate stage),
 so a file the CLI refuses is refused here with the same problems, shown as a table: one line
 per column and rule, with the rows, the values and the fix.
 """
@@ -59,7 +59,7 @@ class Checked:
 
 def read_upload(name: str, data: bytes) -> pd.DataFrame:
     """The uploaded file as a table, read as ``mlrepo predict`` reads its input."""
-    from mlrepo.predict import read_chunks
+    from mlrepo.io import read_chunks
 
     suffix = Path(name).suffix.lower()
     with tempfile.TemporaryDirectory(prefix="mlrepo-upload-") as folder:
@@ -82,7 +82,8 @@ def read_upload(name: str, data: bytes) -> pd.DataFrame:
 def check_upload(frame: pd.DataFrame, schema: FeatureSchema, keep: list[str]) -> Checked:
     """``frame`` checked against ``schema``; ``keep`` columns are passed through unchecked
     (unless they are features too, as with ``mlrepo predict --id``)."""
-    from mlrepo.predict import PREDICTION, check_input, prediction_features, proba_column
+    from mlrepo.prediction import PREDICTION, proba_column
+    from mlrepo.prediction.core import check_input, prediction_features
 
     names = set(schema.names)
     keep = list(dict.fromkeys(keep))

@@ -123,7 +123,7 @@ def json_rows(frame: pd.DataFrame) -> list[list[Any]]:
 def predictions_frame(predictions: list[dict[str, Any]], start: int = 0) -> pd.DataFrame:
     """The service's predictions as ``mlrepo predict`` writes them: ``prediction`` and one
     ``proba_<class>`` column per class."""
-    from mlrepo.predict import PREDICTION, proba_column
+    from mlrepo.prediction import PREDICTION, proba_column
 
     frame = pd.DataFrame(
         {

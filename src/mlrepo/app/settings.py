@@ -31,7 +31,7 @@ class AppSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> AppSettings:
-        from mlrepo.serve.prediction_log import LogSettings  # the service's own default
+        from mlrepo.prediction_store import LogSettings  # the service's own default
 
         url = (environ.get("MLREPO_SERVICE_URL") or DEFAULT_SERVICE_URL).rstrip("/")
         if not url.startswith(("http://", "https://")):

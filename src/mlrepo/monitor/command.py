@@ -15,7 +15,7 @@ import pandas as pd
 
 from mlrepo.errors import MlrepoError
 from mlrepo.logs import get_logger, timed
-from mlrepo.monitor.drift import PREDICTION, DriftResult, check_columns, detect_drift
+from mlrepo.monitor.drift import DriftResult, check_columns, detect_drift
 from mlrepo.monitor.log_window import default_url, parse_window, read_window
 from mlrepo.monitor.sources import (
     Current,
@@ -25,6 +25,7 @@ from mlrepo.monitor.sources import (
     predicted_classes,
 )
 from mlrepo.params import MonitorParams
+from mlrepo.prediction import PREDICTION
 
 EXIT_NO_DRIFT = 0
 EXIT_DRIFT = 3
@@ -74,7 +75,6 @@ def run_drift(
     if current is not None and until is not None:
         raise MlrepoError("--until belongs to a log window (--since or --last), not to --current")
     window = None if current is not None else parse_window(since, until, last)
-    log = get_logger()
     with timed("loading the reference"):
         ref = load_reference(reference, model, root, target)
         check_columns(ref.frame, ref.features, ref.label)
@@ -85,9 +85,23 @@ def run_drift(
         else:
             cur = read_window(database_url or default_url(), window)
         check_columns(cur.frame, ref.features, cur.label)
+    return compare(ref, cur, params, report)
+
+
+def compare(
+    ref: Reference,
+    cur: Current,
+    params: MonitorParams,
+    report: Path | None = None,
+    plots: Path | None = None,
+) -> Outcome:
+    """The drift run itself, whoever loaded the samples (``mlrepo drift`` above, the monitor
+    stage): the classes the model predicts, the tests, the warning, and the report with its
+    plots (in ``plots``, default beside the report)."""
+    log = get_logger()
     log.info("reference %d rows, current %d rows", len(ref.frame), len(cur.frame))
     predictions = None
-    if ref.predictor is not None:
+    if ref.model is not None:
         with timed("predicting classes"):
             predictions = _predictions(ref, cur)
     with timed("drift tests"):
@@ -97,8 +111,8 @@ def run_drift(
     if warning := result.small_sample_warning():
         log.warning("%s: %s", cur.label, warning)
     sources = {"reference": ref.label, "current": cur.label}
-    if ref.model is not None:
-        sources["model"] = ref.model
+    if ref.model_label is not None:
+        sources["model"] = ref.model_label
     if report is not None:
         from mlrepo.monitor.report import write_report  # matplotlib: imported when needed
 
@@ -106,14 +120,15 @@ def run_drift(
         if predictions is not None:
             samples[PREDICTION] = predictions
         with timed("writing the report"):
-            write_report(result, samples, report, plots_folder(report), sources)
+            write_report(result, samples, report, plots or plots_folder(report), sources)
         log.info("report written to %s", report)
     return Outcome(result, sources, cur.details)
 
 
 def _predictions(ref: Reference, cur: Current) -> tuple[pd.Series, pd.Series]:
-    assert ref.predictor is not None
-    reference = predicted_classes(ref.predictor, ref.frame, "reference")
+    assert ref.model is not None
+    predictor = ref.model.predictor
+    reference = predicted_classes(predictor, ref.frame, "reference")
     if cur.predicted is not None:  # the classes the service predicted, as it logged them
         return reference, cur.predicted
-    return reference, predicted_classes(ref.predictor, cur.frame, "current")
+    return reference, predicted_classes(predictor, cur.frame, "current")

@@ -24,9 +24,9 @@ from mlrepo.errors import DataError
 from mlrepo.monitor import stattests
 from mlrepo.monitor.stattests import Counts, Group, TestName
 from mlrepo.params import MonitorParams
+from mlrepo.prediction import PREDICTION
 from mlrepo.schema import Feature, categorical_as_str, check_frame
 
-PREDICTION = "prediction"
 # The suggested fix when the current data breaks a rule of the reference's features.
 DRIFT_FIXES = {
     "column_in_dataframe": "add the column: the reference (the model's training data) has it",
@@ -234,7 +234,7 @@ def check_columns(frame: pd.DataFrame, features: list[Feature], source: str) -> 
         f.model_copy(update={"nullable": True, "min": None, "max": None, "categories": None})
         for f in features
     ]
-    doubtful = [f for f in relaxed if f.name not in frame or not _surely_fits(frame[f.name], f)]
+    doubtful = [f for f in relaxed if f.name not in frame or not _comparable(frame[f.name], f)]
     if not doubtful:
         return
     present = [f.name for f in doubtful if f.name in frame]
@@ -249,7 +249,9 @@ def check_columns(frame: pd.DataFrame, features: list[Feature], source: str) -> 
         )
 
 
-def _surely_fits(column: pd.Series, feature: Feature) -> bool:
+def _comparable(column: pd.Series, feature: Feature) -> bool:
+    """Whether drift tests can take ``column`` as it is: any categories, or finite numbers in
+    a numeric dtype (a looser rule than ``schema.surely_fits``, which checks data to score)."""
     if feature.kind == "categorical":
         return True
     if column.dtype.kind not in "iuf":

@@ -1,6 +1,6 @@
 """The current data as a time window of the service's prediction log.
 
-Reads the table ``mlrepo.serve.prediction_log`` defines (SQLAlchemy Core, any URL the service
+Reads the prediction store (``mlrepo.prediction_store``: SQLAlchemy Core, any URL the service
 accepts): the logged inputs become the current frame and the logged classes its predictions.
 Times are UTC; a time given without an offset is read as UTC.
 """
@@ -12,7 +12,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 
@@ -76,47 +75,25 @@ def parse_time(text: str, option: str) -> datetime:
 
 def default_url() -> str:
     """``DATABASE_URL``, else the service's default SQLite file."""
-    from mlrepo.serve.prediction_log import LogSettings
+    from mlrepo.prediction_store import LogSettings
 
     return os.environ.get("DATABASE_URL") or LogSettings().url
 
 
 def read_window(url: str, window: Window) -> Current:
     """The inputs and predicted classes logged in ``window``; an empty window is an error."""
-    from sqlalchemy import make_url, select
-    from sqlalchemy.exc import SQLAlchemyError
+    from mlrepo.prediction_store import read_rows, safe_url  # SQLAlchemy: on use
 
-    from mlrepo.serve.prediction_log import LogSettings, build_engine, engine_url, prediction_log
-
-    parsed = make_url(engine_url(url))
-    safe = parsed.render_as_string(hide_password=True)
-    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
-        raise DataError(
-            f"{safe}: no such database file. Fix: pass the service's prediction log with "
-            "--database-url URL (or set DATABASE_URL)"
-        )
-    engine = build_engine(LogSettings(url=url))
-    # SQLite keeps times as text without an offset: compare with naive UTC times.
-    naive = engine.dialect.name == "sqlite"
-    since, until = (t.replace(tzinfo=None) if naive else t for t in (window.since, window.until))
-    log = prediction_log.c
-    query = (
-        select(log.inputs, log.predicted_class, log.model_version)
-        .where(log.created_at >= since, log.created_at < until)
-        .order_by(log.id)
+    rows = read_rows(
+        url,
+        ["inputs", "predicted_class", "model_version"],
+        since=window.since,
+        until=window.until,
+        missing="no such database file. Fix: pass the service's prediction log with "
+        "--database-url URL (or set DATABASE_URL)",
+        fix="check --database-url (or DATABASE_URL) points at the service's database",
     )
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(query).all()
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise DataError(
-            f"{safe}: cannot read the prediction log: {str(cause).strip().splitlines()[0]}. "
-            "Fix: check --database-url (or DATABASE_URL) points at the service's database"
-        ) from None
-    finally:
-        engine.dispose()
+    safe = safe_url(url)
     if not rows:
         raise DataError(
             f"{safe}: no predictions logged from {window.describe()} (UTC). Fix: widen the "

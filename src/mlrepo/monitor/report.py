@@ -24,8 +24,9 @@ import pandas as pd
 from mlrepo.errors import MlrepoError
 from mlrepo.io import write_with
 from mlrepo.monitor import stattests
-from mlrepo.monitor.drift import PREDICTION, ColumnDrift, DriftResult, category_counts
+from mlrepo.monitor.drift import ColumnDrift, DriftResult, category_counts
 from mlrepo.plots import PNG_METADATA, pyplot
+from mlrepo.prediction import PREDICTION
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

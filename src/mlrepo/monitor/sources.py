@@ -19,12 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlrepo.bundle import ModelBundle
-from mlrepo.errors import DataError, MlrepoError
+from mlrepo.errors import DataError, MlrepoError, first_line
 from mlrepo.io import TABLE_SUFFIXES, read_table
+from mlrepo.prediction import BackendChoice
 from mlrepo.schema import Feature, FeatureSchema, categorical_as_str, infer_kind
 
 if TYPE_CHECKING:  # scikit-learn is imported only when a model is used
-    from mlrepo.predictor import Predictor
+    from mlrepo.prediction.backends import Predictor
+    from mlrepo.prediction.core import LoadedModel
 
 # The training table a model was fitted on: the featurize stage's output in dvc.yaml.
 TRAINING_TABLE = "data/split/train.parquet"
@@ -36,8 +38,8 @@ class Reference:
     frame: pd.DataFrame
     features: list[Feature]
     label: str  # how reports name it
-    predictor: Predictor | None = None
-    model: str | None = None  # how reports name the model
+    model: LoadedModel | None = None  # the model, when the reference brings one
+    model_label: str | None = None  # how reports name the model
 
 
 @dataclass(frozen=True)
@@ -75,32 +77,24 @@ def load_reference(
         ]
         return Reference(frame, features, reference)
     bundle = _resolve(model, Path(root))
-    return Reference(frame, _schema(bundle).features, reference, *_model(bundle))
+    return Reference(frame, bundle_schema(bundle).features, reference, *_model(bundle))
 
 
 def _training_data_of(ref: str, root: Path) -> Reference:
-    from mlrepo.bundle import verify
     from mlrepo.registry import find, resolve
-    from mlrepo.registry.snapshot import cached_bytes
+    from mlrepo.registry.resolve import read_verified
 
     target = find(ref, root)
     bundle = resolve(ref, root)
-    snapshot = target.snapshot
-    md5s = snapshot.md5s()
-    md5 = md5s.get(TRAINING_TABLE)
-    where = f"{target.label} dvc.lock"
-    if md5 is None:
-        raise MlrepoError(
-            f"{where}: records no hash for {TRAINING_TABLE}, the model's training data. Fix: "
-            f"pass the table as --reference PATH with --model {ref}"
-        )
-    data = cached_bytes(snapshot, TRAINING_TABLE, md5)
-    if data is None:
-        raise MlrepoError(
-            f"{target.label}: {TRAINING_TABLE} (md5 {md5}) is neither in the DVC cache nor in "
-            "the workspace. Fix: `dvc fetch` it from the remote, or rebuild it with `dvc repro`"
-        )
-    verify("training data", TRAINING_TABLE, data, md5s, where)
+    data = read_verified(
+        target,
+        TRAINING_TABLE,
+        "training data",
+        target.snapshot.md5s(),
+        unhashed=f", the model's training data. Fix: pass the table as --reference PATH with "
+        f"--model {ref}",
+        uncached="`dvc fetch` it from the remote, or rebuild it with `dvc repro`",
+    )
     try:
         frame = pq.read_table(io.BytesIO(data)).to_pandas()
     except (pa.ArrowException, OSError) as exc:
@@ -108,7 +102,7 @@ def _training_data_of(ref: str, root: Path) -> Reference:
             f"{target.label}: {TRAINING_TABLE} is not readable Parquet: {exc}"
         ) from None
     label = f"{TRAINING_TABLE} of {target.label}"
-    return Reference(frame, _schema(bundle).features, label, *_model(bundle))
+    return Reference(frame, bundle_schema(bundle).features, label, *_model(bundle))
 
 
 def _resolve(ref: str, root: Path) -> ModelBundle:
@@ -117,15 +111,15 @@ def _resolve(ref: str, root: Path) -> ModelBundle:
     return resolve(ref, root)
 
 
-def _schema(bundle: ModelBundle) -> FeatureSchema:
+def bundle_schema(bundle: ModelBundle) -> FeatureSchema:
     return FeatureSchema.model_validate(bundle.metadata["feature_schema"])
 
 
-def _model(bundle: ModelBundle) -> tuple[Predictor, str]:
-    from mlrepo.predict import model_version
-    from mlrepo.predictor import load_predictor
+def _model(bundle: ModelBundle, backend: BackendChoice = "auto") -> tuple[LoadedModel, str]:
+    from mlrepo.prediction.core import from_bundle  # scikit-learn, onnxruntime: on use
 
-    return load_predictor(bundle), f"{model_version(bundle)} ({bundle.source})"
+    model = from_bundle(bundle, backend)
+    return model, f"{model.version} ({bundle.source})"
 
 
 def load_current(path: str) -> Current:
@@ -143,7 +137,7 @@ def predicted_classes(predictor: Predictor, frame: pd.DataFrame, role: str) -> p
             proba = predictor.predict_proba(chunk)
         except ValueError as exc:
             raise DataError(
-                f"the model cannot score the {role} data: {str(exc).splitlines()[0]}. Fix: "
+                f"the model cannot score the {role} data: {first_line(exc)}. Fix: "
                 "give data the model accepts (e.g. no missing values unless it was trained "
                 "with some), or leave out --model to compare the features only"
             ) from None

@@ -43,23 +43,18 @@ def read_bundle(target: Target) -> ModelBundle:
     where = f"{target.label} {LOCK}"
     files: dict[str, bytes] = {}
     for role, path in MODEL_FILES.items():
-        md5 = md5s.get(path)
-        if md5 is None:
-            if role in OPTIONAL_ROLES:
-                continue  # e.g. a version from before the export stage
-            raise ModelIntegrityError(
-                f"{where}: records no hash for {path}, so that commit holds no reproduced "
-                f"model. Fix: run `dvc repro`, commit {LOCK} and register that commit"
-            )
-        data = cached_bytes(snapshot, path, md5)
-        if data is None:
-            raise MlrepoError(
-                f"{target.label}: {path} (md5 {md5}) is neither in the DVC cache nor in the "
-                f"workspace. Fix: `dvc fetch --all-tags` downloads every registered version from "
-                f"the DVC remote, or rebuild it: `git checkout {snapshot.sha} && dvc repro`"
-            )
-        verify(role, path, data, md5s, where)  # the bytes are trusted only after this
-        files[role] = data
+        if path not in md5s and role in OPTIONAL_ROLES:
+            continue  # e.g. a version from before the export stage
+        files[role] = read_verified(
+            target,
+            path,
+            role,
+            md5s,
+            unhashed=", so that commit holds no reproduced model. Fix: run `dvc repro`, "
+            f"commit {LOCK} and register that commit",
+            uncached="`dvc fetch --all-tags` downloads every registered version from the DVC "
+            f"remote, or rebuild it: `git checkout {snapshot.sha} && dvc repro`",
+        )
     return ModelBundle(
         files=files,
         metadata=json.loads(files["metadata"]),
@@ -71,3 +66,26 @@ def read_bundle(target: Target) -> ModelBundle:
         rev=snapshot.sha,
         source=target.label,
     )
+
+
+def read_verified(
+    target: Target, path: str, role: str, md5s: dict[str, str], *, unhashed: str, uncached: str
+) -> bytes:
+    """The bytes of ``path`` at ``target``'s commit (DVC cache, or the workspace when its md5 is
+    the recorded one), checked against that commit's dvc.lock before anyone reads them.
+
+    ``unhashed`` ends the message when dvc.lock records no hash for ``path``; ``uncached`` is
+    the fix when the bytes are nowhere here.
+    """
+    where = f"{target.label} {LOCK}"
+    md5 = md5s.get(path)
+    if md5 is None:
+        raise ModelIntegrityError(f"{where}: records no hash for {path}{unhashed}")
+    data = cached_bytes(target.snapshot, path, md5)
+    if data is None:
+        raise MlrepoError(
+            f"{target.label}: {path} (md5 {md5}) is neither in the DVC cache nor in the "
+            f"workspace. Fix: {uncached}"
+        )
+    verify(role, path, data, md5s, where)  # the bytes are trusted only after this
+    return data

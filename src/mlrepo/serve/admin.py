@@ -22,7 +22,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, SecretStr
 
 from mlrepo.errors import MlrepoError
-from mlrepo.serve.requests import BadRequest, detail
+from mlrepo.serve.http import BadRequest, detail
 from mlrepo.serve.serving import Serving
 
 log = logging.getLogger("mlrepo.serve")

@@ -9,19 +9,14 @@ from this process: the page works without a network).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import fastapi_offline
-import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -29,12 +24,12 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from mlrepo.bundle import ModelBundle
 from mlrepo.serve.admin import add_admin_routes, key_checker, reload_on_sighup
+from mlrepo.serve.http import CLIENT_ERRORS, BadRequest, ErrorResponse, error, json_response
 from mlrepo.serve.logs import log_config
-from mlrepo.serve.requests import BadRequest, detail
+from mlrepo.serve.predicting import add_predict_routes
 from mlrepo.serve.serving import Serving
 from mlrepo.serve.settings import ServeSettings
 from mlrepo.serve.telemetry import CONTENT_TYPE, MetricsMiddleware
@@ -45,41 +40,8 @@ ENDPOINTS = (
     "/health", "/ready", "/predict", "/predict/batch", "/model", "/metrics", "/docs",
     "/admin/reload",
 )  # fmt: skip
-JSON_TYPES = ("application/json",)
 # Swagger UI 5 (renders OpenAPI 3.1), as the fastapi-offline package ships it.
 SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
-# After a request body this large, free memory is handed back to the system (see _trim_memory).
-TRIM_AFTER_BYTES = 1 << 20
-# Bodies up to this size are handled on the event loop (a thread hop would cost more than a
-# small prediction); larger ones in a thread, so that they do not hold up /health and the rest.
-INLINE_BYTES = 16 << 10
-
-
-class Prediction(BaseModel):
-    """One record's prediction (documentation of the responses)."""
-
-    class_: Any = Field(alias="class", description="the class with the highest probability")
-    probabilities: dict[str, float] = Field(description="probability of each class, by class")
-
-
-class PredictResponse(Prediction):
-    request_id: str
-    model_version: str
-
-
-class BatchResponse(BaseModel):
-    request_id: str
-    model_version: str
-    predictions: list[Prediction] = Field(description="one per record, in input order")
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    detail: list[dict[str, Any]] = Field(
-        description="one per problem (at most 100 by default): field (the feature), type, msg, "
-        "and row (from 1) in a batch; a client's long value or field name is shortened"
-    )
-    request_id: str | None
 
 
 class ModelStatus(BaseModel):
@@ -103,15 +65,6 @@ class ReadyResponse(BaseModel):
     database: DatabaseStatus = Field(
         description="the prediction log; its health does not affect readiness"
     )
-
-
-CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "malformed JSON"},
-    401: {"model": ErrorResponse, "description": "an API key is configured and was not sent"},
-    413: {"model": ErrorResponse, "description": "too many records or too large a body"},
-    415: {"model": ErrorResponse, "description": "not Content-Type: application/json"},
-    422: {"model": ErrorResponse, "description": "a field missing, unknown, of the wrong type..."},
-}
 
 
 def create_app(settings: ServeSettings | None = None, bundle: ModelBundle | None = None) -> FastAPI:
@@ -236,47 +189,9 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
             },
             "database": database,
         }
-        return _json(body, 200 if loaded else 503)
+        return json_response(body, 200 if loaded else 503)
 
-    @app.post(
-        "/predict",
-        summary="Predict one record: a JSON object keyed by feature name",
-        responses={200: {"model": PredictResponse}, **CLIENT_ERRORS},
-        dependencies=keyed,
-    )
-    async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = _request_id(request)
-        body = await _json_body(request, serving.settings.max_body_bytes)
-        active = serving.active  # this request's model, even if a reload lands meanwhile
-        assert active is not None
-
-        def work() -> dict[str, Any]:
-            frame = active.requests.record_frame(body)
-            result = serving.predict(active, frame, request_id, started)
-            one = result.pop("predictions")[0]
-            return {**one, **result}
-
-        return await _answer(request, work, request_id, len(body))
-
-    @app.post(
-        "/predict/batch",
-        summary="Predict a list of records, or a columnar batch {columns, data}",
-        responses={200: {"model": BatchResponse}, **CLIENT_ERRORS},
-        dependencies=keyed,
-    )
-    async def predict_batch(request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = _request_id(request)
-        body = await _json_body(request, serving.settings.max_body_bytes)
-        active = serving.active
-        assert active is not None
-
-        def work() -> dict[str, Any]:
-            frame = active.requests.batch_frame(body)
-            return serving.predict(active, frame, request_id, started)
-
-        return await _answer(request, work, request_id, len(body))
+    add_predict_routes(app, serving, keyed)
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
@@ -302,7 +217,7 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
         assert active is not None
         loaded = active.model
         meta = loaded.bundle.metadata
-        return _json(
+        return json_response(
             {
                 "name": loaded.bundle.name,
                 "version": loaded.version,
@@ -337,101 +252,13 @@ def _add_routes(app: FastAPI, serving: Serving) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
-        return _error(request, exc)
+        return error(request, exc)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         request_id = getattr(request.state, "request_id", None)
         log.exception("request %s failed", request_id)
-        return _json({"error": "internal error", "request_id": request_id}, 500, request_id)
-
-
-def _error(request: Request, exc: BadRequest) -> Response:
-    request_id = getattr(request.state, "request_id", None)
-    body = {"error": exc.message, "detail": exc.details, "request_id": request_id}
-    return _json(body, exc.status, request_id)
-
-
-async def _answer(request: Request, work: Any, request_id: str, size: int) -> Response:
-    """``work()``'s result as the response, or its ``BadRequest`` as the error response; after
-    a large body, free memory goes back to the system."""
-    try:
-        result = await run_in_threadpool(work) if size > INLINE_BYTES else work()
-        response = _json(result, 200, request_id)
-    except BadRequest as exc:
-        response = _error(request, exc)
-        # The traceback's frames hold the parsed body and, through the thread pool's future,
-        # the exception again: a cycle that only a full collection (rare) would free. A
-        # 15 MiB body refused that way kept ~45 MB each until then.
-        exc.__traceback__ = None
-    if size > TRIM_AFTER_BYTES:
-        await run_in_threadpool(_trim_memory)
-    return response
-
-
-def _trim_memory() -> None:
-    """Give the allocator's free memory back to the system (glibc keeps it otherwise: a
-    64 MiB JSON body left the process ~290 MB larger for good)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc() -> Any:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _load_libc()
-
-
-def _request_id(request: Request) -> str:
-    request_id = uuid.uuid4().hex
-    request.state.request_id = request_id
-    return request_id
-
-
-async def _json_body(request: Request, limit: int) -> bytes:
-    """The body of a JSON request: 415 for another content type, 413 beyond ``limit`` bytes."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in JSON_TYPES:
-        raise BadRequest(
-            415,
-            "the body must be JSON",
-            [detail(None, "content_type", f"send Content-Type: application/json, not "
-                    f"'{content_type or 'none'}'")],
-        )  # fmt: skip
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> BadRequest:
-    return BadRequest(
-        413,
-        f"the body is larger than {limit} bytes",
-        [detail(None, "body_too_large", "send smaller batches")],
-    )
-
-
-def _json(body: Any, status: int = 200, request_id: str | None = None) -> Response:
-    headers = {"X-Request-ID": request_id} if request_id else None
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+        return json_response({"error": "internal error", "request_id": request_id}, 500, request_id)
 
 
 def _openapi(app: FastAPI, serving: Serving) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The prediction log: every prediction the service makes, written to a database off the request
-path.
+"""The prediction log's writer: every prediction the service makes, written to the prediction
+store (``mlrepo.prediction_store``) off the request path.
 
 ``PredictionLog.submit`` runs on the request path and only appends the request's predictions to
 an in-memory buffer (no I/O, no per-row work). A background thread takes up to ``batch_rows``
@@ -7,8 +7,9 @@ rows at a time (or what is there every ``flush_seconds``) and inserts them in on
 with SQLAlchemy Core. Any SQLAlchemy URL works: a SQLite file by default, PostgreSQL through
 ``postgresql://`` (psycopg 3).
 
-The table's schema is managed by Alembic (``mlrepo.serve.migrations``): the writer migrates the
-database to the latest revision before its first write, and again after a reconnection.
+The table and its engine belong to the prediction store (``mlrepo.prediction_store``), whose
+Alembic scripts (``prediction_store.migrations``) the writer runs to bring the database to the
+latest revision before its first write, and again after a reconnection.
 
 When the database cannot be reached the rows stay buffered, ``status`` turns ``down`` (shown in
 ``/ready``'s ``database`` field; ``mlrepo_prediction_log_database_up`` is 0; the service stays
@@ -43,54 +44,24 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
-    create_engine,
-    make_url,
-    select,
-)
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
+from mlrepo.errors import first_line
+from mlrepo.prediction_store import JsonText, LogSettings, build_engine, dumps, prediction_log
 from mlrepo.serve.spill import SpillFile
 from mlrepo.serve.telemetry import Telemetry
 
 log = logging.getLogger("mlrepo.serve.prediction_log")
-
-metadata = MetaData()
-prediction_log = Table(
-    "prediction_log",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("request_id", String(64), nullable=False),
-    Column("position", Integer, nullable=False),  # row of the record in its request, from 0
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("model_version", String(128), nullable=False),
-    Column("inputs", JSON, nullable=False),
-    Column("predicted_class", String(256), nullable=False),
-    Column("probabilities", JSON, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    UniqueConstraint("request_id", "position", name="uq_prediction_log_request_position"),
-)
 
 
 @dataclass(frozen=True)
@@ -113,7 +84,7 @@ class Entry:
         # One conversion of the block (Python floats and strings), not one per column: a
         # single-record entry would otherwise cost ~1 ms of pandas overhead.
         values = self.inputs.iloc[start:stop].to_numpy(dtype=object).tolist()
-        inputs = [JsonText(_dumps(dict(zip(names, row, strict=True)))) for row in values]
+        inputs = [JsonText(dumps(dict(zip(names, row, strict=True)))) for row in values]
         return [
             {
                 "request_id": self.request_id,
@@ -122,26 +93,13 @@ class Entry:
                 "model_version": self.model_version,
                 "inputs": row,
                 "predicted_class": str(self.predicted[position]),
-                "probabilities": JsonText(_dumps(dict(zip(self.classes, p, strict=True)))),
+                "probabilities": JsonText(dumps(dict(zip(self.classes, p, strict=True)))),
                 "latency_ms": self.latency_ms,
             }
             for position, row, p in zip(
                 range(start, stop), inputs, self.proba[start:stop].tolist(), strict=True
             )
         ]
-
-
-class JsonText(str):
-    """A value already serialized to JSON: the engine's JSON serializer passes it through."""
-
-
-def _dumps(value: Any) -> str:
-    # orjson writes NaN as null (PostgreSQL rejects the NaN token) and is several times faster.
-    return orjson.dumps(value).decode()
-
-
-def _json(value: Any) -> str:
-    return value if isinstance(value, JsonText) else _dumps(value)
 
 
 @dataclass
@@ -153,48 +111,6 @@ class _Pending:
     @property
     def size(self) -> int:
         return self.stop - self.start
-
-
-@dataclass
-class LogSettings:
-    url: str = "sqlite:///predictions.db"
-    max_rows: int = 100_000  # buffered rows beyond which the oldest are dropped
-    batch_rows: int = 1_000  # rows per INSERT transaction
-    flush_seconds: float = 0.5  # longest a row waits before a write is attempted
-    retry_min_seconds: float = 0.1  # backoff after a failure, doubling up to the max
-    retry_max_seconds: float = 5.0
-    ping_seconds: float = 1.0  # an idle writer checks the database this often
-    shutdown_seconds: float = 10.0  # how long close() waits for an unreachable database
-    connect_timeout_seconds: float = 2.0
-    spill_path: str | None = None  # a file for rows beyond max_rows; None: drop them
-    spill_max_bytes: int = 1 << 30
-    extra: dict[str, Any] = field(default_factory=dict)  # more create_engine() arguments
-
-
-def engine_url(url: str) -> str:
-    """``postgresql://`` and ``postgres://`` mean psycopg 3 (SQLAlchemy's default is psycopg2)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
-
-
-def build_engine(settings: LogSettings) -> Engine:
-    url = make_url(engine_url(settings.url))
-    connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "sqlite":
-        connect_args["timeout"] = settings.connect_timeout_seconds  # waiting for a lock
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    elif url.get_backend_name() == "postgresql":
-        connect_args["connect_timeout"] = max(1, round(settings.connect_timeout_seconds))
-    return create_engine(
-        url,
-        json_serializer=_json,
-        pool_pre_ping=True,
-        connect_args=connect_args,
-        **settings.extra,
-    )
 
 
 class PredictionLog:
@@ -425,7 +341,7 @@ class PredictionLog:
     def _ensure_table(self) -> None:
         self._check_sqlite_file()
         if not self._table_ready:
-            from mlrepo.serve.migrations import upgrade_connection  # alembic: on use
+            from mlrepo.prediction_store.migrations import upgrade_connection  # alembic: on use
 
             with self.engine.begin() as connection:
                 upgrade_connection(connection)
@@ -468,7 +384,7 @@ class PredictionLog:
 
     def _failed(self, exc: Exception) -> None:
         cause = getattr(exc, "orig", None) or exc  # the driver's own message, without the SQL
-        message = (str(cause).strip() or type(cause).__name__).splitlines()[0]
+        message = first_line(cause)
         if self.status != "down":
             log.warning(
                 "prediction log database %s unreachable (%s); buffering up to %d rows and retrying",

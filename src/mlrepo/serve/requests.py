@@ -4,7 +4,8 @@
 a field per feature, numbers (finite) for numeric features, strings for categorical ones (the
 known categories listed in the OpenAPI docs), null only where the schema allows it, no other
 field. A body is parsed and typed against it, then the frame it becomes goes through the same
-schema check as batch prediction (``predict.check_input``: unknown categories and the rest).
+schema check as batch prediction (the prediction core's ``LoadedModel.predict``: unknown
+categories and the rest); ``invalid`` reports its problems.
 Every mistake is a ``BadRequest`` whose details name the field and, in a batch, the record
 (counted from 1).
 """
@@ -20,65 +21,13 @@ import pandas as pd
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from mlrepo.predict import check_input, prediction_features
-from mlrepo.schema import Feature, FeatureSchema
+from mlrepo.schema import Feature, FeatureSchema, Problem
+from mlrepo.serve.http import MAX_DETAILS, MAX_ECHO, BadRequest, detail
 
-MAX_DETAILS = 100  # problems listed (and looked for) in one response, by default
-MAX_ECHO = 120  # characters of a client's value or field name repeated in an error
-MAX_MESSAGE = 600
 SERVICE_FIXES = {
     "column_in_schema": "remove the field; it is not a feature of the model",
     "column_in_dataframe": "add the field; the model was trained with it",
 }
-
-
-class BadRequest(Exception):
-    """A client mistake: the HTTP status and one detail per problem.
-
-    At most ``limit`` details are kept, and every text a client could have put there (a field
-    name, a value) is clipped: a 5 MB value must not come back as a 5 MB error.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        details: list[dict[str, Any]],
-        total: int | None = None,
-        limit: int = MAX_DETAILS,
-    ) -> None:
-        total = len(details) if total is None else total
-        if total > limit:
-            message += f"; the first {limit} are listed"
-        message = clip(message, MAX_MESSAGE)
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = [_clipped(d) for d in details[:limit]]
-
-
-def clip(text: str, limit: int = MAX_ECHO) -> str:
-    """``text``, or its start and end around a note of how much was cut."""
-    if len(text) <= limit:
-        return text
-    keep = limit // 2
-    return f"{text[:keep]}...[{len(text) - 2 * keep} characters cut]...{text[-keep:]}"
-
-
-def _clipped(found: dict[str, Any]) -> dict[str, Any]:
-    field = found.get("field")
-    return {
-        **found,
-        "field": clip(field) if isinstance(field, str) else field,
-        "msg": clip(str(found["msg"]), MAX_MESSAGE),
-    }
-
-
-def detail(field: str | None, kind: str, message: str, row: int | None = None) -> dict[str, Any]:
-    found: dict[str, Any] = {"field": field, "type": kind, "msg": message}
-    if row is not None:
-        found["row"] = row
-    return found
 
 
 class Columnar(BaseModel):
@@ -121,7 +70,6 @@ class RequestModels:
         self.names = schema.names
         self.max_batch_rows = max_batch_rows
         self.limit = max_problems
-        self.features = prediction_features(schema)
         # Python attribute names of our own; the JSON keys are the feature names (aliases).
         fields: dict[str, Any] = {
             f"f{i}": (_field_type(f), _field(f)) for i, f in enumerate(schema.features)
@@ -179,16 +127,14 @@ class RequestModels:
             [detail(None, "body_type", f"got a JSON {_json_type(parsed)}")],
         )
 
-    def check(self, frame: pd.DataFrame) -> None:
-        """Raise ``BadRequest`` (422) with every way ``frame`` breaks the feature schema."""
-        problems = check_input(frame, self.features, SERVICE_FIXES)
-        if problems:
-            raise BadRequest(
-                422,
-                f"{len(problems)} problem(s) with the feature values",
-                [detail(p.column, p.check, f"{p.message}. Fix: {p.fix}") for p in problems],
-                limit=self.limit,
-            )
+    def invalid(self, problems: list[Problem]) -> BadRequest:
+        """The 422 for every way a frame breaks the feature schema (the core found them)."""
+        return BadRequest(
+            422,
+            f"{len(problems)} problem(s) with the feature values",
+            [detail(p.column, p.check, f"{p.message}. Fix: {p.fix}") for p in problems],
+            limit=self.limit,
+        )
 
     def _check_size(self, rows: int) -> None:
         if rows > self.max_batch_rows:

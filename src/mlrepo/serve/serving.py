@@ -1,5 +1,7 @@
 """What the endpoints share: the model being served, the prediction log and the metrics.
 
+``serve/predicting.py`` answers the prediction requests with them.
+
 The model, its request contract and its classes form one ``Active`` value, swapped in one
 assignment by ``reload``: a request takes the active value once when it starts, so it is
 parsed, checked and predicted by one model even if a reload lands meanwhile (it finishes on
@@ -12,18 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from starlette.concurrency import run_in_threadpool
 
 from mlrepo.bundle import ModelBundle
-from mlrepo.predict import LoadedModel, from_bundle
-from mlrepo.serve.prediction_log import Entry, PredictionLog
+from mlrepo.prediction.core import LoadedModel, from_bundle
+from mlrepo.serve.prediction_log import PredictionLog
 from mlrepo.serve.requests import RequestModels
 from mlrepo.serve.settings import ServeSettings
 from mlrepo.serve.telemetry import Telemetry
@@ -114,40 +112,6 @@ class Serving:
                 lambda: self.log.spilled_rows if self.log else 0
             )
             self.log.start()
-
-    def predict(
-        self, active: Active, frame: pd.DataFrame, request_id: str, started: float
-    ) -> dict[str, Any]:
-        """Check ``frame``, predict, queue the log rows; the JSON-ready predictions."""
-        active.requests.check(frame)
-        proba = active.model.predictor.predict_proba(frame)
-        index = proba.argmax(axis=1)
-        predicted = [active.classes[i] for i in index]
-        rows = proba.tolist()
-        latency_ms = (time.perf_counter() - started) * 1000
-        keys = active.keys
-        if self.log is not None:
-            self.log.submit(
-                Entry(
-                    request_id=request_id,
-                    created_at=datetime.now(UTC),
-                    model_version=active.model.version,
-                    inputs=frame,
-                    predicted=predicted,
-                    classes=keys,
-                    proba=proba,
-                    latency_ms=latency_ms,
-                )
-            )
-        self.telemetry.count_predictions(keys, np.bincount(index, minlength=len(keys)))
-        return {
-            "request_id": request_id,
-            "model_version": active.model.version,
-            "predictions": [
-                {"class": c, "probabilities": dict(zip(keys, p, strict=True))}
-                for c, p in zip(predicted, rows, strict=True)
-            ],
-        }
 
 
 def _info_labels(active: Active) -> tuple[str, ...]:

@@ -18,8 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 
 from mlrepo.errors import MlrepoError
-from mlrepo.predict import BackendChoice
-from mlrepo.serve.prediction_log import LogSettings, engine_url
+from mlrepo.prediction import BackendChoice
+from mlrepo.prediction_store import LogSettings, engine_url
 
 
 class ServeSettings(BaseSettings):

@@ -58,7 +58,7 @@ from mlrepo.logs import get_logger, setup_logging, timed
 from mlrepo.metrics import predicted_labels
 from mlrepo.models import Booster, for_prediction
 from mlrepo.params import ExportParams, load_params
-from mlrepo.predictor import OnnxPredictor, OnnxUnavailableError
+from mlrepo.prediction.backends import OnnxPredictor, OnnxUnavailableError
 from mlrepo.schema import FeatureSchema, coerce
 
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
@@ -159,7 +159,7 @@ def to_onnx(pipeline: Pipeline, schema: FeatureSchema) -> bytes:
 
 def _session(onnx_bytes: bytes, schema: FeatureSchema, pipeline: Pipeline) -> OnnxPredictor:
     try:
-        return OnnxPredictor.from_bytes(onnx_bytes, schema)
+        return OnnxPredictor(onnx_bytes, schema)
     except OnnxUnavailableError as exc:
         # onnxruntime names the ONNX operator (Imputer); the step is the estimator named so.
         match = re.search(r"implementation for (\w+)\(", str(exc))

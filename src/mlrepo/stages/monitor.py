@@ -1,11 +1,11 @@
-"""Stage 8, monitor: drift of the current batch against the training data, recorded, not fatal.
+"""The monitor stage: drift of the current batch against the training data, recorded, not fatal.
 
-``dvc.yaml`` runs ``python -m mlrepo.stages.monitor --reference data/split/train.parquet
---current ${monitor.current} --model models/model.joblib --meta models/model.json
---metrics metrics/drift.json --result reports/drift.json --report reports/drift.md
---plots reports/drift_plots``.
-Drift is a finding, not a failure: the stage writes it and succeeds (``mlrepo drift`` is the
-command whose exit code tells a scheduler).
+The same drift run as ``mlrepo drift`` (``monitor.command.compare``), on the pipeline's own
+files: the training split as the reference, the batch ``monitor.current`` names, and the model
+the train stage wrote (DVC hands the stage the bytes dvc.lock records, so the registry's hash
+check is not repeated). It writes the verdict as DVC metrics, every column's test, a Markdown
+report and its plots. Drift is a finding, not a failure: the stage succeeds (``mlrepo drift`` is
+the command whose exit code tells a scheduler).
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from mlrepo.bundle import ModelBundle
 from mlrepo.errors import run_cli
 from mlrepo.io import read_table, write_json
 from mlrepo.logs import setup_logging, timed
-from mlrepo.monitor.drift import PREDICTION, DriftResult, check_columns, detect_drift
-from mlrepo.monitor.report import write_report
-from mlrepo.monitor.sources import predicted_classes
+from mlrepo.monitor.command import compare
+from mlrepo.monitor.drift import DriftResult, check_columns
+from mlrepo.monitor.sources import Current, Reference, bundle_schema
 from mlrepo.params import load_params
-from mlrepo.predictor import load_predictor
-from mlrepo.schema import FeatureSchema
+from mlrepo.prediction.core import from_bundle
 
 
 def model_bundle(model: Path, meta: Path) -> ModelBundle:
@@ -53,32 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     log = setup_logging("monitor")
     params = load_params(args.params).monitor
     bundle = model_bundle(args.model, args.meta)
-    features = FeatureSchema.model_validate(bundle.metadata["feature_schema"]).features
-    reference, current = read_table(args.reference), read_table(args.current)
-    check_columns(reference, features, args.reference)
-    check_columns(current, features, args.current)
+    features = bundle_schema(bundle).features
+    model = from_bundle(bundle, backend="sklearn")
+    reference = Reference(
+        read_table(args.reference), features, args.reference, model, str(args.model)
+    )
+    current = Current(read_table(args.current), args.current)
+    check_columns(reference.frame, features, args.reference)
+    check_columns(current.frame, features, args.current)
     with timed("monitor"):
-        predictor = load_predictor(bundle, backend="sklearn")
-        predictions = (
-            predicted_classes(predictor, reference, "reference"),
-            predicted_classes(predictor, current, "current"),
-        )
-        result = detect_drift(
-            reference, current, features, params, predictions, source=args.current
-        )
-    sources = {"reference": args.reference, "current": args.current, "model": str(args.model)}
-    write_json(result.metrics(), args.metrics)
-    write_json({**result.as_dict(), "sources": sources}, args.result)
-    samples = {f.name: (reference[f.name], current[f.name]) for f in features}
-    samples[PREDICTION] = predictions
-    write_report(result, samples, args.report, args.plots, sources)
-    _log_verdict(log, result, args.current)
+        outcome = compare(reference, current, params, args.report, args.plots)
+    write_json(outcome.result.metrics(), args.metrics)
+    write_json(outcome.as_dict(), args.result)
+    _log_verdict(log, outcome.result, args.current)
     return 0
 
 
 def _log_verdict(log: logging.Logger, result: DriftResult, current: str) -> None:
-    if warning := result.small_sample_warning():
-        log.warning("%s: %s", current, warning)
     verdict = "DRIFT" if result.drift else "no drift"
     log.info(
         "%s: %s (%d of %d features drifted; prediction drift: %s)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from mlrepo.serve.prediction_log import metadata
+from mlrepo.prediction_store import metadata
 
 LOCK_ID = 7_301_122_551  # any constant: the advisory lock of the prediction-log migrations
 
@@ -13,7 +13,7 @@ LOCK_ID = 7_301_122_551  # any constant: the advisory lock of the prediction-log
 def run() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run the migrations through mlrepo.serve.migrations.upgrade")
+        raise RuntimeError("run the migrations through mlrepo.prediction_store.migrations.upgrade")
     if connection.dialect.name == "postgresql":
         # Held to the end of the transaction: a second worker waits, then finds nothing to do.
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})

@@ -44,7 +44,7 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
 
 def upgrade(url: str | Engine, revision: str = "head") -> None:
     """Migrate the database of ``url`` (a URL as the service takes it, or an engine)."""
-    from mlrepo.serve.prediction_log import LogSettings, build_engine
+    from mlrepo.prediction_store import LogSettings, build_engine
 
     engine = url if isinstance(url, Engine) else build_engine(LogSettings(url=url))
     try:

@@ -1,8 +1,9 @@
 """Turn a verified ``ModelBundle`` into something that predicts: one interface, two backends.
 
 ``Predictor.predict_proba(frame)`` takes a frame already checked with ``schema.check_frame`` and
-returns one probability column per class, in ``classes`` order. The batch predictor and the HTTP
-service only use this interface, so they behave the same whichever backend loaded the model.
+returns one probability column per class, in ``classes`` order. Everything above the core
+(``mlrepo.prediction.core``) uses only this interface, so batch scoring, the service and drift
+monitoring behave the same whichever backend loaded the model.
 
 ``load_predictor`` prefers the ONNX graph the export stage wrote: onnxruntime loads a graph, so
 loading runs no code (unpickling can), and one row predicts in microseconds. The graph takes one
@@ -23,8 +24,9 @@ import onnxruntime as ort
 import pandas as pd
 
 from mlrepo.bundle import MODEL_FILES, ModelBundle
-from mlrepo.errors import MlrepoError
+from mlrepo.errors import MlrepoError, first_line
 from mlrepo.models import for_prediction
+from mlrepo.prediction import BackendChoice
 from mlrepo.schema import FeatureSchema, Kind, coerce
 
 Backend = Literal["onnx", "sklearn"]
@@ -68,18 +70,11 @@ class OnnxPredictor:
     backend: Backend = "onnx"
     fallback_reason: str | None = None
 
-    def __init__(self, bundle: ModelBundle) -> None:
-        schema = FeatureSchema.model_validate(bundle.metadata["feature_schema"])
-        self._load(bundle.files.get("onnx", b""), schema, f"{bundle.source}: {MODEL_FILES['onnx']}")
-
-    @classmethod
-    def from_bytes(cls, onnx_bytes: bytes, schema: FeatureSchema) -> OnnxPredictor:
-        """A predictor for a graph not yet in a bundle (the export stage checks it with this)."""
-        predictor = cls.__new__(cls)
-        predictor._load(onnx_bytes, schema, "the exported ONNX graph")
-        return predictor
-
-    def _load(self, onnx_bytes: bytes, schema: FeatureSchema, where: str) -> None:
+    def __init__(
+        self, onnx_bytes: bytes, schema: FeatureSchema, where: str = "the exported ONNX graph"
+    ) -> None:
+        """Load a graph; ``where`` names it in errors (the export stage checks a graph not yet
+        in a bundle with this)."""
         if not onnx_bytes:
             raise OnnxUnavailableError(f"{where} is empty: there is no ONNX graph to load")
         options = ort.SessionOptions()
@@ -91,9 +86,8 @@ class OnnxPredictor:
                 onnx_bytes, options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own unrelated exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OnnxUnavailableError(
-                f"{where}: onnxruntime {ort.__version__} cannot load it: {first}"
+                f"{where}: onnxruntime {ort.__version__} cannot load it: {first_line(exc)}"
             ) from None
         self.schema = schema
         self.classes = list(schema.classes)
@@ -160,9 +154,7 @@ def _canonical_columns(frame: pd.DataFrame, schema: FeatureSchema) -> list[np.nd
     return columns
 
 
-def load_predictor(
-    bundle: ModelBundle, backend: Literal["auto", "onnx", "sklearn"] = "auto"
-) -> Predictor:
+def load_predictor(bundle: ModelBundle, backend: BackendChoice = "auto") -> Predictor:
     """The predictor for ``bundle``: ONNX when the version has a non-empty graph, else sklearn.
 
     ``backend="onnx"`` raises instead of falling back; ``"sklearn"`` skips ONNX, a choice rather
@@ -172,7 +164,9 @@ def load_predictor(
         return SklearnPredictor(bundle)
     reason = onnx_missing_reason(bundle)
     if reason is None:
-        return OnnxPredictor(bundle)
+        schema = FeatureSchema.model_validate(bundle.metadata["feature_schema"])
+        where = f"{bundle.source}: {MODEL_FILES['onnx']}"
+        return OnnxPredictor(bundle.files["onnx"], schema, where)
     if backend == "onnx":
         raise OnnxUnavailableError(
             f"{bundle.source}: the ONNX backend was requested but {reason}. Fix: use the auto or"
