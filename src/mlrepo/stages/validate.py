@@ -10,7 +10,6 @@ the rule and the fix, and the stage fails without writing the validated table or
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from mlrepo.io import Steps, read_table, write_json, write_parquet
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import ColumnRule, ValidateParams, load_params
 from mlrepo.schema import Feature, FeatureSchema, Problem, check_frame, coerce, infer_kind
+from mlrepo.stages import stage_args
 
 
 @dataclass
@@ -253,13 +253,7 @@ def format_errors(result: Validation, report_path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--schema", required=True)
-    parser.add_argument("--report", required=True)
-    args = parser.parse_args(argv)
+    args = stage_args(__doc__, argv, "data", "out", "schema", "report")
     log = setup_logging("validate")
     params = load_params(args.params)
     frame = read_table(args.data)
