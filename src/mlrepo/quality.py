@@ -1,8 +1,10 @@
 """Dataset-level quality rules of the validate stage (column rules live in ``schema.py``).
 
-Each function takes the table (and the target column) and returns ``Problem`` records; the
-validate stage decides from ``validate.*`` params whether each is an error, a warning, or a
-reason to drop rows or columns.
+Each rule takes the table (and the columns or target it judges) and returns ``Problem`` records
+that hold all of the rule: the message, the fix, and the severity the ``validate.*`` params give
+it: an error, a warning, or rows or a column to drop. The validate stage runs the rules in order
+and applies what they return. The measures behind them (repeated rows, leaks, outlier shares)
+are in ``scans.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import difflib
 import numpy as np
 import pandas as pd
 
+from mlrepo import scans
 from mlrepo.params import ValidateParams
-from mlrepo.schema import MAX_EXAMPLES, Problem
+from mlrepo.schema import MAX_EXAMPLES, Problem, Severity
 
 # An object column whose non-null values parse as numbers this often is a numeric column with
 # a few bad entries, not a categorical one.
@@ -22,8 +25,39 @@ NUMERIC_LOOKING_SHARE = 0.9
 IDENTIFIER_SHARE = 0.9
 
 
-def check_target(frame: pd.DataFrame, target: str, min_class_count: int) -> list[Problem]:
-    """The target exists, has no nulls, at least two classes, each with enough rows."""
+def _severity(policy: str, drop: Severity = "error") -> Severity:
+    """A ``validate.*`` policy as a severity: error, warn (a warning) or drop (``drop``)."""
+    if policy == "drop":
+        return drop
+    return "warning" if policy == "warn" else "error"
+
+
+def _per_column(
+    columns: list[str], check: str, severity: Severity, message: str, fix: str
+) -> list[Problem]:
+    """The same problem for each of ``columns``."""
+    return [
+        Problem(check=check, column=c, severity=severity, message=message, fix=fix) for c in columns
+    ]
+
+
+def listed_columns(frame: pd.DataFrame, params: ValidateParams) -> list[Problem]:
+    """``validate.drop_columns``: each listed column is dropped; an absent one is a warning."""
+    absent = [c for c in params.drop_columns if c not in frame.columns]
+    present = sorted(set(params.drop_columns) - set(absent))
+    check, fix = "drop_columns", "remove it from validate.drop_columns"
+    return [
+        *_per_column(
+            absent, check, "warning", "listed in validate.drop_columns but not in the table", fix
+        ),
+        *_per_column(
+            present, check, "drop_column", "listed in validate.drop_columns", f"{fix} to keep it"
+        ),
+    ]
+
+
+def check_target(frame: pd.DataFrame, target: str, params: ValidateParams) -> list[Problem]:
+    """The target exists, has no nulls, at least two classes, each with enough rows (errors)."""
     if target not in frame.columns:
         close = difflib.get_close_matches(target, [str(c) for c in frame.columns], n=1)
         return [
@@ -58,14 +92,14 @@ def check_target(frame: pd.DataFrame, target: str, min_class_count: int) -> list
                 fix="use a table with two or more classes in the target column",
             )
         )
-    rare = counts[counts < min_class_count]
+    rare = counts[counts < params.min_class_count]
     if len(counts) >= 2 and len(rare):
         listing = ", ".join(f"{label!r}: {n}" for label, n in rare.items())
         problems.append(
             Problem(
                 check="min_class_count",
                 column=target,
-                message=f"classes with fewer than {min_class_count} rows: {listing}",
+                message=f"classes with fewer than {params.min_class_count} rows: {listing}",
                 fix="add rows for these classes, merge or drop them in the source, or lower "
                 "validate.min_class_count",
                 count=len(rare),
@@ -130,173 +164,113 @@ def identifier_like(frame: pd.DataFrame, categorical: list[str]) -> list[Problem
     return problems
 
 
-def duplicate_rows(frame: pd.DataFrame) -> pd.Series:
-    """Mask of rows that repeat an earlier row exactly (features and label).
+def missing_rows(frame: pd.DataFrame, columns: list[str], params: ValidateParams) -> list[Problem]:
+    """Under ``validate.missing: drop``, the rows with a null in ``columns``, to drop.
 
-    Exact, like ``DataFrame.duplicated(keep="first")``, but cheaper at scale: a 64-bit hash
-    per row (equal rows hash equal) picks the few candidate rows, and only those are
-    compared value by value. ``duplicated`` on the whole table factorizes every column
-    (~8 s and 200 MB at 1M rows x 23).
+    Otherwise nulls are the column rules' business (an error, or allowed and imputed later).
     """
-    if len(frame) < 2 or frame.shape[1] == 0:
-        return frame.duplicated(keep="first")
-    candidates = pd.Series(_row_hashes(frame)).duplicated(keep=False).to_numpy()
-    mask = np.zeros(len(frame), dtype=bool)
-    if candidates.any():
-        mask[candidates] = frame[candidates].duplicated(keep="first").to_numpy()
-    return pd.Series(mask, index=frame.index)
+    if params.missing != "drop":
+        return []
+    has_null = frame[columns].isna().any(axis=1).to_numpy()
+    n_null = int(has_null.sum())
+    if not n_null:
+        return []
+    return [
+        Problem(
+            check="missing_rows",
+            severity="drop_rows",
+            message=f"{n_null} row(s) have a missing feature value",
+            fix="fill them in the source to keep them",
+            count=n_null,
+            rows=has_null,
+        )
+    ]
 
 
-def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    """One uint64 per row, equal for rows that ``DataFrame.duplicated`` calls equal."""
-    combined = np.zeros(len(frame), dtype=np.uint64)
-    for name in frame.columns:
-        column = frame[name]
-        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
-            # hash_array canonicalizes NaN payloads and -0.0, as duplicated compares them.
-            hashed = pd.util.hash_array(column.to_numpy())
-        else:
-            # Object, string and other columns: factorize codes carry exactly pandas' notion
-            # of equal values (1 == 1.0, every null alike).
-            hashed = pd.util.hash_array(pd.factorize(column)[0])
-        combined *= np.uint64(1_000_003)  # wraps modulo 2**64: a hash, not a count
-        combined ^= hashed
-    return combined
+def duplicate_rows(frame: pd.DataFrame, params: ValidateParams) -> list[Problem]:
+    """Rows that repeat an earlier row: dropped, a warning or an error (``validate.duplicates``)."""
+    repeats = scans.repeated_rows(frame).to_numpy()
+    n_repeats = int(repeats.sum())
+    if not n_repeats:
+        return []
+    rows = ", ".join(str(int(i) + 1) for i in frame.index[repeats][:5])
+    return [
+        Problem(
+            check="duplicate_rows",
+            severity=_severity(params.duplicates, "drop_rows"),
+            message=f"{n_repeats} row(s) repeat an earlier row exactly, e.g. rows {rows}; "
+            "duplicates that straddle the train/test split inflate test scores",
+            fix="remove them from the source, or set validate.duplicates: drop",
+            count=n_repeats,
+            rows=repeats,
+        )
+    ]
 
 
-def constant_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    """Columns with at most one distinct non-null value."""
-    return [c for c in columns if _is_constant(frame[c])]
-
-
-def _is_constant(column: pd.Series) -> bool:
-    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":
-        # min == max is nunique <= 1 for numbers (an all-null column has a NaN min), without
-        # nunique's hash table.
-        low, high = column.min(), column.max()
-        return bool(pd.isna(low) or low == high)
-    return bool(column.nunique(dropna=True) <= 1)
-
-
-def leaking_columns(frame: pd.DataFrame, columns: list[str], target: str) -> list[str]:
-    """Features that alone predict the target perfectly.
-
-    A feature leaks when every distinct value has a single class and the classes form one run
-    each along the sorted values (so thresholds, or a lookup for categories, separate them
-    exactly). Identifier-like columns (more than half the values distinct) are not judged as
-    lookups, since any unique key maps to the labels trivially.
-
-    For a numeric column that is the same as: every class occurs and the classes' value ranges
-    [min, max] do not overlap. So instead of sorting each column (2.7 s at 1M rows x 20,
-    against 5.8 s for a groupby per column), one grouped min/max over all numeric columns
-    decides, in a single pass.
-    """
-    labels = frame[target]
-    n_classes = labels.nunique()
-    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
-    leaks = set()
-    if numeric and n_classes:
-        ranges = frame[numeric].groupby(labels, observed=True, sort=False).agg(["min", "max"])
-        for column in numeric:
-            low = ranges[(column, "min")].to_numpy(dtype="float64")
-            high = ranges[(column, "max")].to_numpy(dtype="float64")
-            if len(low) < n_classes or np.isnan(low).any():
-                continue  # a class has no value in this column, so it is not one run
-            order = np.argsort(low, kind="stable")
-            if bool(np.all(low[order][1:] > high[order][:-1])):
-                leaks.add(column)
-    class_codes = pd.factorize(labels)[0]
-    for column in columns:
-        if column in numeric:
-            continue
-        value_codes, uniques = pd.factorize(frame[column])
-        both = (value_codes >= 0) & (class_codes >= 0)
-        if not both.any():
-            continue
-        values = value_codes[both].astype(np.int64)
-        n_values = int(np.count_nonzero(np.bincount(values, minlength=len(uniques))))
-        n_pairs = len(pd.unique(values * max(n_classes, 1) + class_codes[both]))
-        if n_pairs == n_values and n_values <= both.sum() / 2:
-            leaks.add(column)
-    return [c for c in columns if c in leaks]
-
-
-def sample_positions(n_rows: int, sample_rows: int | None, seed: int) -> np.ndarray | None:
-    """Sorted row positions of a seeded sample of ``sample_rows`` rows; None: use every row."""
-    if sample_rows is None or n_rows <= sample_rows:
-        return None
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n_rows, size=sample_rows, replace=False))
-
-
-def outlier_share(
-    frame: pd.DataFrame, columns: list[str], z: float, rows: np.ndarray | None = None
-) -> dict[str, float]:
-    """Share of values more than ``z`` robust standard deviations (median/MAD) from the median.
-
-    ``rows`` (positions, e.g. from ``sample_positions``) estimates it on those rows only: two
-    medians per column cost ~1 s per 10M rows.
-    """
-    shares = {}
-    for column in columns:
-        values = frame[column].to_numpy(dtype="float64", na_value=np.nan)
-        if rows is not None:
-            values = values[rows]
-        values = values[~np.isnan(values)]
-        if values.size == 0:
-            continue
-        median = np.median(values)
-        deviation = np.abs(values - median)
-        mad = np.median(deviation) * 1.4826
-        if mad == 0:
-            continue
-        shares[column] = float(np.mean(deviation / mad > z))
-    return shares
-
-
-def imbalance_ratio(frame: pd.DataFrame, target: str) -> float:
-    counts = frame[target].value_counts()
-    return float(counts.max() / counts.min()) if len(counts) >= 2 else 1.0
-
-
-def warnings_for_distribution(
-    frame: pd.DataFrame,
-    numeric: list[str],
-    target: str,
-    params: ValidateParams,
-    rows: np.ndarray | None = None,
+def constant_columns(
+    frame: pd.DataFrame, columns: list[str], params: ValidateParams
 ) -> list[Problem]:
-    """Outlier share and class imbalance: worth a look, never a reason to stop.
+    """Columns with at most one distinct non-null value: dropped, a warning or an error."""
+    return _per_column(
+        [c for c in columns if scans.is_constant(frame[c])],
+        "constant_column",
+        _severity(params.constant, "drop_column"),
+        "has a single value in every row, so it carries no information",
+        "remove it, list it in validate.drop_columns, or set validate.constant: drop",
+    )
+
+
+def leaking_columns(
+    frame: pd.DataFrame, columns: list[str], target: str, params: ValidateParams
+) -> list[Problem]:
+    """Features that alone predict the target perfectly: an error, or a warning (leakage: warn)."""
+    return _per_column(
+        scans.perfect_predictors(frame, columns, target),
+        "leakage",
+        _severity(params.leakage),
+        "alone predicts the target perfectly: it is probably derived from the label",
+        "remove it from the source or list it in validate.drop_columns (or set "
+        "validate.leakage: warn if it is legitimately that strong)",
+    )
+
+
+def outliers(
+    frame: pd.DataFrame, columns: list[str], params: ValidateParams, rows: np.ndarray | None = None
+) -> list[Problem]:
+    """Numeric columns with many far outliers: worth a look, never a reason to stop (warnings).
 
     ``rows``: estimate the outlier share on these row positions (a seeded sample).
     """
-    problems = []
     sampled = "" if rows is None else f"; estimated on a seeded sample of {len(rows)} rows"
-    for column, share in outlier_share(frame, numeric, params.outlier_z, rows).items():
-        if share > params.max_outlier_share:
-            problems.append(
-                Problem(
-                    check="outlier_share",
-                    column=column,
-                    severity="warning",
-                    message=f"{share:.1%} of values lie beyond {params.outlier_z} robust "
-                    f"standard deviations (threshold {params.max_outlier_share:.1%}){sampled}",
-                    fix="check the source for unit errors or sentinels such as -999; "
-                    "scaler: robust is less sensitive to outliers",
-                    count=round(share * len(frame)),
-                )
-            )
-    ratio = imbalance_ratio(frame, target)
-    if ratio > params.max_imbalance_ratio:
-        problems.append(
-            Problem(
-                check="class_imbalance",
-                column=target,
-                severity="warning",
-                message=f"largest class is {ratio:.1f}x the smallest "
-                f"(threshold {params.max_imbalance_ratio})",
-                fix="consider class_weight: balanced in the model's params, and judge by "
-                "f1_macro rather than accuracy",
-            )
+    return [
+        Problem(
+            check="outlier_share",
+            column=column,
+            severity="warning",
+            message=f"{share:.1%} of values lie beyond {params.outlier_z} robust "
+            f"standard deviations (threshold {params.max_outlier_share:.1%}){sampled}",
+            fix="check the source for unit errors or sentinels such as -999; "
+            "scaler: robust is less sensitive to outliers",
+            count=round(share * len(frame)),
         )
-    return problems
+        for column, share in scans.outlier_share(frame, columns, params.outlier_z, rows).items()
+        if share > params.max_outlier_share
+    ]
+
+
+def class_imbalance(frame: pd.DataFrame, target: str, params: ValidateParams) -> list[Problem]:
+    """A largest class many times the smallest: worth a look, never a reason to stop (a warning)."""
+    ratio = scans.imbalance_ratio(frame, target)
+    if not ratio > params.max_imbalance_ratio:
+        return []
+    return [
+        Problem(
+            check="class_imbalance",
+            column=target,
+            severity="warning",
+            message=f"largest class is {ratio:.1f}x the smallest "
+            f"(threshold {params.max_imbalance_ratio})",
+            fix="consider class_weight: balanced in the model's params, and judge by "
+            "f1_macro rather than accuracy",
+        )
+    ]

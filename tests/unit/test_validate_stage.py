@@ -498,3 +498,30 @@ def test_bad_sample_rows_is_rejected_by_name(value: object) -> None:
 
     with pytest.raises(ParamsError, match=r"validate\.sample_rows"):
         parse_params({"validate": {"sample_rows": value}})
+
+
+def test_apply_drops_what_the_rules_say_and_keeps_the_rest() -> None:
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6], "target": [0, 1, 0]}, index=[5, 6, 7])
+    result = Validation(source="t", rows_in=3)
+    result.dropped |= {"duplicate_rows": 0, "constant_columns": []}
+    warning = Problem(check="outlier_share", column="a", severity="warning", message="m", fix="f")
+    kept = result.apply(
+        frame,
+        [
+            Problem(
+                check="duplicate_rows",
+                message="m",
+                fix="f",
+                severity="drop_rows",
+                count=1,
+                rows=np.array([False, True, False]),
+            ),
+            warning,
+            Problem(
+                check="constant_column", column="b", message="m", fix="f", severity="drop_column"
+            ),
+        ],
+    )
+    assert kept.index.tolist() == [5, 7] and kept.columns.tolist() == ["a", "target"]
+    assert result.dropped == {"duplicate_rows": 1, "constant_columns": ["b"]}
+    assert result.problems == [warning]

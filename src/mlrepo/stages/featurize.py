@@ -1,13 +1,12 @@
 """Stage 3, featurize: stratified train/test split and the preprocessing fitted on train only.
 
-``dvc.yaml`` runs ``python -m mlrepo.stages.featurize --data data/validated.parquet
---schema data/schema.json --train data/split/train.parquet --test data/split/test.parquet
---preprocessor models/preprocessor.joblib``.
+Reads the validated table and the learned schema; writes the train and test parts and the
+preprocessing (scaling, one-hot encoding, imputation where nulls are allowed) fitted on the train
+part, which train puts in front of the model. The paths come from ``dvc.yaml``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from mlrepo.io import (
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import FeaturizeParams, load_params
 from mlrepo.schema import FeatureSchema
+from mlrepo.stages import stage_args
 
 SCALERS = {"standard": StandardScaler, "robust": RobustScaler}
 
@@ -102,14 +102,7 @@ def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParam
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--schema", required=True)
-    parser.add_argument("--train", required=True)
-    parser.add_argument("--test", required=True)
-    parser.add_argument("--preprocessor", required=True)
-    args = parser.parse_args(argv)
+    args = stage_args(__doc__, argv, "data", "schema", "train", "test", "preprocessor")
     log = setup_logging("featurize")
     params = load_params(args.params).featurize
     schema = FeatureSchema.model_validate(read_json(args.schema))

@@ -1,27 +1,28 @@
 """Stage 2, validate: check the raw table against the declared rules, learn the feature schema.
 
-Every problem is collected before the stage decides (lazy validation), written to a JSON report,
-and, if any is an error, printed with the column, the rule and the fix, and the stage fails
-without writing its data outputs. ``validate.*`` params choose what is an error, a warning or
-allowed. ``dvc.yaml`` runs
-``python -m mlrepo.stages.validate --data data/raw.parquet --out data/validated.parquet
---schema data/schema.json --report metrics/validation.json``.
+Every problem is collected before the stage decides (lazy validation). The column rules (types,
+nulls, ranges, categories) are ``schema.check_frame``'s, the dataset rules (target, duplicates,
+constants, leakage, outliers...) ``quality.py``'s; each rule says, from the ``validate.*`` params,
+whether what it found is an error, a warning, or rows or a column to drop. Drops are applied and
+counted; the problems go to a JSON report and, if any is an error, are printed with the column,
+the rule and the fix, and the stage fails without writing the validated table or the schema.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mlrepo import quality
+from mlrepo import quality, scans
 from mlrepo.errors import DataError, run_cli
 from mlrepo.io import Steps, read_table, write_json, write_parquet
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import ColumnRule, ValidateParams, load_params
 from mlrepo.schema import Feature, FeatureSchema, Problem, check_frame, coerce, infer_kind
+from mlrepo.stages import stage_args
 
 
 @dataclass
@@ -44,6 +45,24 @@ class Validation:
     @property
     def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "warning"]
+
+    def apply(self, frame: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
+        """``frame`` without the rows and columns that ``problems`` drop; keep the others."""
+        keep = np.ones(len(frame), dtype=bool)
+        columns = []
+        for problem in problems:
+            if problem.severity == "drop_rows":
+                assert problem.rows is not None  # Problem makes sure of it
+                keep &= ~problem.rows
+                self.dropped[_DROPPED_AS[problem.check]] += problem.count
+            elif problem.severity == "drop_column":
+                assert problem.column is not None
+                columns.append(problem.column)
+                self.dropped[_DROPPED_AS[problem.check]].append(problem.column)
+            else:
+                self.problems.append(problem)
+        frame = frame.drop(columns=columns) if columns else frame
+        return frame if keep.all() else frame[keep]
 
     def report(self) -> dict[str, Any]:
         report = {
@@ -73,28 +92,15 @@ def validate(
     """
     result = Validation(source=source, rows_in=len(frame))
     step = Steps("validate", len(frame))
-    problems = result.problems
     frame = frame.reset_index(drop=True)  # row numbers in messages count data rows from 1
     frame.columns = [str(c) for c in frame.columns]
-
-    absent = [c for c in params.drop_columns if c not in frame.columns]
-    problems += [
-        Problem(
-            check="drop_columns",
-            column=c,
-            severity="warning",
-            message="listed in validate.drop_columns but not in the table",
-            fix="remove it from validate.drop_columns",
-        )
-        for c in absent
-    ]
-    frame = frame.drop(columns=[c for c in params.drop_columns if c in frame.columns])
-    result.dropped["columns"] = sorted(set(params.drop_columns) - set(absent))
-
-    target_problems = quality.check_target(frame, target, params.min_class_count)
+    result.dropped["columns"] = []
+    frame = result.apply(frame, quality.listed_columns(frame, params))
+    target_problems = quality.check_target(frame, target, params)
     if any(p.check in {"target_present", "target_classes"} for p in target_problems):
-        problems += target_problems
+        result.problems += target_problems
         return result
+    result.dropped |= _drop_counters(params)
 
     features = _declared_features(frame, target, params)
     inferred_categorical = [
@@ -102,103 +108,76 @@ def validate(
         for f in features
         if f.kind == "categorical" and (params.columns.get(f.name) or _NO_RULE).dtype is None
     ]
-    problems += quality.numeric_looking(frame, inferred_categorical)
-    fixes = {
-        "not_nullable": "fill them in the source, or allow them with validate.missing: drop "
-        "(drop those rows) or validate.missing: impute (fill from the training part) in "
-        "params.yaml",
-        "column_in_dataframe": "add the column to the table, or remove its rule from "
-        "validate.columns",
-        "isin": "correct the values, or add them to validate.columns.<name>.allowed",
-    }
+    result.problems += quality.numeric_looking(frame, inferred_categorical)
     step("column rules: types, nulls, ranges, categories")
-    problems += check_frame(frame, features, strict=False, fixes=fixes)
+    result.problems += check_frame(frame, features, strict=False, fixes=_FIXES)
+    features = [f for f in features if f.name in frame.columns]
     # Values that are not numbers become NaN so the remaining rules still run and every
     # problem is reported at once; the result is only kept when there are no errors.
-    lenient = any(p.severity == "error" for p in problems)
-    features = [f for f in features if f.name in frame.columns]
-    names = [f.name for f in features]
     labels = frame[target]
-    frame = coerce(frame, _schema(target, [], features), lenient=lenient)
+    frame = coerce(frame, _schema(target, [], features), lenient=bool(result.errors))
     frame[target] = labels
-    if params.missing == "drop":
-        has_null = frame[names].isna().any(axis=1)
-        result.dropped["missing_rows"] = int(has_null.sum())
-        if result.dropped["missing_rows"]:
-            frame = frame[~has_null]
+    frame = result.apply(frame, quality.missing_rows(frame, [f.name for f in features], params))
 
     step("duplicate rows")
-    duplicates = quality.duplicate_rows(frame)
-    n_duplicates = int(duplicates.sum())
-    result.dropped["duplicate_rows"] = n_duplicates if params.duplicates == "drop" else 0
-    if n_duplicates and params.duplicates == "drop":
-        frame = frame[~duplicates]
-    elif n_duplicates:
-        rows = ", ".join(str(int(i) + 1) for i in frame.index[duplicates][:5])
-        problems.append(
-            Problem(
-                check="duplicate_rows",
-                severity="error" if params.duplicates == "error" else "warning",
-                message=f"{n_duplicates} row(s) repeat an earlier row exactly, e.g. rows {rows}; "
-                "duplicates that straddle the train/test split inflate test scores",
-                fix="remove them from the source, or set validate.duplicates: drop",
-                count=n_duplicates,
-            )
-        )
-
+    frame = result.apply(frame, quality.duplicate_rows(frame, params))
     step("constant columns, leakage")
-    constant = quality.constant_columns(frame, names)
-    if params.constant == "drop":
-        result.dropped["constant_columns"] = constant
-        features = [f for f in features if f.name not in constant]
-        frame = frame.drop(columns=constant)
-    else:
-        problems += [
-            Problem(
-                check="constant_column",
-                column=c,
-                severity="error" if params.constant == "error" else "warning",
-                message="has a single value in every row, so it carries no information",
-                fix="remove it, list it in validate.drop_columns, or set validate.constant: drop",
-            )
-            for c in constant
-        ]
-
-    problems += quality.check_target(frame, target, params.min_class_count)
-    names = [f.name for f in features]
-    problems += [
-        Problem(
-            check="leakage",
-            column=c,
-            severity="error" if params.leakage == "error" else "warning",
-            message="alone predicts the target perfectly: it is probably derived from the label",
-            fix="remove it from the source or list it in validate.drop_columns (or set "
-            "validate.leakage: warn if it is legitimately that strong)",
-        )
-        for c in quality.leaking_columns(frame, names, target)
-    ]
-    numeric = [f.name for f in features if f.kind == "numeric"]
+    frame = result.apply(frame, quality.constant_columns(frame, [f.name for f in features], params))
+    features = [f for f in features if f.name in frame.columns]
+    result.problems += quality.check_target(frame, target, params)
+    result.problems += quality.leaking_columns(frame, [f.name for f in features], target, params)
     step("outliers, imbalance, identifiers")
-    sample = quality.sample_positions(len(frame), params.sample_rows, params.seed)
+    sample = scans.sample_positions(len(frame), params.sample_rows, params.seed)
     if sample is not None:
         result.sampled["outlier_share"] = {
             "rows": len(sample),
             "of": len(frame),
             "seed": params.seed,
         }
-    problems += quality.warnings_for_distribution(frame, numeric, target, params, sample)
-    mistyped = {p.column for p in problems if p.check == "numeric_dtype"}
-    problems += quality.identifier_like(
+    numeric = [f.name for f in features if f.kind == "numeric"]
+    result.problems += quality.outliers(frame, numeric, params, sample)
+    result.problems += quality.class_imbalance(frame, target, params)
+    mistyped = {p.column for p in result.problems if p.check == "numeric_dtype"}
+    result.problems += quality.identifier_like(
         frame, [f.name for f in features if f.kind == "categorical" and f.name not in mistyped]
     )
 
-    if any(p.severity == "error" for p in problems):
+    if result.errors:
         return result
-    frame = frame.reset_index(drop=True)
-    result.frame = frame
+    result.frame = frame.reset_index(drop=True)
     step("learning the schema")
-    result.schema = learn_schema(frame, target, features, nullable=params.missing == "impute")
+    result.schema = learn_schema(
+        result.frame, target, features, nullable=params.missing == "impute"
+    )
     return result
+
+
+_FIXES = {
+    "not_nullable": "fill them in the source, or allow them with validate.missing: drop "
+    "(drop those rows) or validate.missing: impute (fill from the training part) in "
+    "params.yaml",
+    "column_in_dataframe": "add the column to the table, or remove its rule from validate.columns",
+    "isin": "correct the values, or add them to validate.columns.<name>.allowed",
+}
+# Where the report's ``dropped`` section counts what each drop rule removed.
+_DROPPED_AS = {
+    "drop_columns": "columns",
+    "missing_rows": "missing_rows",
+    "duplicate_rows": "duplicate_rows",
+    "constant_column": "constant_columns",
+}
+
+
+def _drop_counters(params: ValidateParams) -> dict[str, Any]:
+    """The report's ``dropped`` counts before the row and column rules run.
+
+    A drop policy in force is shown even when it removed nothing (the duplicate count always).
+    """
+    counters: dict[str, Any] = {"missing_rows": 0} if params.missing == "drop" else {}
+    counters["duplicate_rows"] = 0
+    if params.constant == "drop":
+        counters["constant_columns"] = []
+    return counters
 
 
 _NO_RULE = ColumnRule()
@@ -274,13 +253,7 @@ def format_errors(result: Validation, report_path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--schema", required=True)
-    parser.add_argument("--report", required=True)
-    args = parser.parse_args(argv)
+    args = stage_args(__doc__, argv, "data", "out", "schema", "report")
     log = setup_logging("validate")
     params = load_params(args.params)
     frame = read_table(args.data)
