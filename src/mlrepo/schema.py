@@ -30,8 +30,14 @@ class Feature(BaseModel):
     kind: Kind
     nullable: bool = False
     categories: list[str] | None = None  # categorical: the values seen in training, sorted
-    min: float | None = None  # numeric: declared (validate) or observed (learned) range
+    # numeric: the range observed in training, for reports and forms; never a rule (declared
+    # bounds are ``Bounds``, given to ``check_frame`` by the validate stage).
+    min: float | None = None
     max: float | None = None
+
+
+# A numeric column's declared (min, max), either end open: a rule of validate.columns.
+Bounds = dict[str, tuple[float | None, float | None]]
 
 
 class FeatureSchema(BaseModel):
@@ -149,13 +155,19 @@ def _category_str(value: Any) -> str:
 
 
 def pandera_schema(
-    features: list[Feature], *, strict: bool, check_categories: bool
+    features: list[Feature],
+    *,
+    strict: bool,
+    check_categories: bool,
+    bounds: Bounds | None = None,
 ) -> pa.DataFrameSchema:
-    """The pandera schema for ``features``; ``strict`` rejects columns that are not features."""
+    """The pandera schema for ``features`` (with the declared ``bounds`` of numeric columns);
+    ``strict`` rejects columns that are not features."""
     # Imported here: pandera (and the hypothesis it pulls in) costs ~1 s of start-up that the
     # stages which only read a schema (featurize, train, evaluate...) should not pay.
     import pandera.pandas as pa
 
+    bounds = bounds or {}
     columns = {}
     for feature in features:
         checks: list[pa.Check] = []
@@ -169,10 +181,11 @@ def pandera_schema(
                     error="finite",
                 )
             )
-            if feature.min is not None:
-                checks.append(pa.Check.greater_than_or_equal_to(feature.min))
-            if feature.max is not None:
-                checks.append(pa.Check.less_than_or_equal_to(feature.max))
+            low, high = bounds.get(feature.name, (None, None))
+            if low is not None:
+                checks.append(pa.Check.greater_than_or_equal_to(low))
+            if high is not None:
+                checks.append(pa.Check.less_than_or_equal_to(high))
             columns[feature.name] = pa.Column(
                 "float64", checks=checks, nullable=feature.nullable, coerce=True
             )
@@ -214,12 +227,14 @@ def check_frame(
     check_categories: bool = True,
     fixes: dict[str, str] | None = None,
     first_row: int = 1,
+    bounds: Bounds | None = None,
 ) -> list[Problem]:
     """Every way ``frame`` breaks the feature rules, all at once (pandera lazy validation).
 
     ``fixes`` overrides the suggested fix per check name (the validate stage names the params
     that would allow a rule to be broken). Row numbers in messages count data rows from
-    ``first_row``: a chunk of a larger file passes the file row of its first row.
+    ``first_row``: a chunk of a larger file passes the file row of its first row. ``bounds``
+    are the declared ranges of numeric columns (``validate.columns``).
     """
     fixes = {**_FIXES, **(fixes or {})}
     # Row numbers count data rows, whatever the caller's index (a slice, labels or repeated
@@ -256,7 +271,9 @@ def check_frame(
         prepared[feature.name] = numbers.astype("float64")
     from pandera.errors import SchemaErrors
 
-    schema = pandera_schema(features, strict=strict, check_categories=check_categories)
+    schema = pandera_schema(
+        features, strict=strict, check_categories=check_categories, bounds=bounds
+    )
     try:
         # inplace: ``prepared`` is this function's own frame, so pandera need not deep-copy it
         # (a full copy of the table, 0.7 GB at 1M rows).
@@ -267,7 +284,7 @@ def check_frame(
             (column, index) not in not_numbers
             for column, index in zip(cases["column"], cases["index"], strict=True)
         ]
-        problems.extend(_problems(cases[keep], {f.name: f for f in features}, fixes))
+        problems.extend(_problems(cases[keep], {f.name: f for f in features}, fixes, bounds))
     return sorted(problems, key=lambda p: (p.column or "", p.check))
 
 
@@ -278,12 +295,10 @@ def surely_fits(frame: pd.DataFrame, features: list[Feature]) -> bool:
     ``check_frame`` costs tens of milliseconds whatever the size of the frame (pandera's
     per-column overhead), which alone would break the service's latency budget. This is
     whole-block numpy for the numbers and distinct values for the categories; anything unusual
-    (another dtype, a non-string category, a declared range) is left to ``check_frame``, which
+    (another dtype, a non-string category) is left to ``check_frame`` (without bounds), which
     decides and describes.
     """
     if len(frame.columns) != len(features) or set(frame.columns) != {f.name for f in features}:
-        return False
-    if any(f.min is not None or f.max is not None for f in features):
         return False
     numeric = [f for f in features if f.kind == "numeric"]
     dtypes = frame.dtypes
@@ -330,7 +345,10 @@ def _grouped(
 
 
 def _problems(
-    cases: pd.DataFrame, features: dict[str, Feature], fixes: dict[str, str]
+    cases: pd.DataFrame,
+    features: dict[str, Feature],
+    fixes: dict[str, str],
+    bounds: Bounds | None,
 ) -> list[Problem]:
     problems = []
     cases = cases.copy()
@@ -351,15 +369,17 @@ def _problems(
             group["failure_case"].tolist(),
             index=[int(i) if not _is_null(i) else -1 for i in group["index"]],
         )
-        problems.append(_grouped(rule, column, failures, _message(rule, feature), fixes))
+        low, high = (bounds or {}).get(column, (None, None))
+        message = _message(rule, feature, low, high)
+        problems.append(_grouped(rule, column, failures, message, fixes))
     return problems
 
 
-def _message(rule: str, feature: Feature | None) -> str:
-    if rule == "greater_than_or_equal_to" and feature is not None:
-        return f"values below the declared min {feature.min}"
-    if rule == "less_than_or_equal_to" and feature is not None:
-        return f"values above the declared max {feature.max}"
+def _message(rule: str, feature: Feature | None, low: float | None, high: float | None) -> str:
+    if rule == "greater_than_or_equal_to" and low is not None:
+        return f"values below the declared min {float(low)}"
+    if rule == "less_than_or_equal_to" and high is not None:
+        return f"values above the declared max {float(high)}"
     if rule == "isin" and feature is not None and feature.categories is not None:
         known = ", ".join(feature.categories[:10])
         return f"unknown category (known: {known}{', ...' if len(feature.categories) > 10 else ''})"

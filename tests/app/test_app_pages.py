@@ -8,7 +8,7 @@ from app_harness import APP, Served, csv_bytes
 from serve_harness import Server, free_port, records
 from streamlit.testing.v1 import AppTest
 
-from mlrepo.prediction.core import check_input, prediction_features
+from mlrepo.prediction.core import check_input
 from mlrepo.schema import FeatureSchema
 
 TIMEOUT = 60
@@ -136,7 +136,7 @@ def test_a_batch_that_breaks_the_schema_lists_each_problem_as_mlrepo_predict(
     assert "does not fit the model's feature schema: 4 problem(s)" in at.error[0].value
     table = at.dataframe[0].value
     reread = pd.read_csv(pd.io.common.BytesIO(csv_bytes(frame)))
-    cli = check_input(reread, prediction_features(schema(app_env)))
+    cli = check_input(reread, schema(app_env).features)
     assert table["rule"].tolist() == [p.check for p in cli]
     assert table["problem"].tolist() == [p.message for p in cli]
     rows = dict(zip(table["column"], table["problem"], strict=True))

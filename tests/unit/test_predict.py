@@ -23,7 +23,6 @@ from mlrepo.prediction.core import (
     LoadedModel,
     check_input,
     load_model,
-    prediction_features,
 )
 from mlrepo.schema import FeatureSchema, check_frame
 from mlrepo.stages.export import export
@@ -230,7 +229,7 @@ def mutations(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def test_the_fast_path_never_hides_a_problem_check_frame_would_report(
     schema: FeatureSchema, split: Split
 ) -> None:
-    features = prediction_features(schema)
+    features = schema.features
     frame = split.test[schema.names]
     assert check_input(frame, features) == []
     for name, changed in mutations(frame).items():

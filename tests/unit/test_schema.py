@@ -13,6 +13,7 @@ FEATURES = [
     Feature(name="income", kind="numeric"),
     Feature(name="plan", kind="categorical", categories=["basic", "pro"]),
 ]
+BOUNDS = {"age": (0, 120)}  # declared, as validate.columns would
 
 
 def good_frame() -> pd.DataFrame:
@@ -32,11 +33,11 @@ def only(problems: list[Problem], check: str, column: str) -> Problem:
 
 
 def test_a_frame_that_fits_has_no_problems() -> None:
-    assert check_frame(good_frame(), FEATURES) == []
+    assert check_frame(good_frame(), FEATURES, bounds=BOUNDS) == []
 
 
 def test_missing_column() -> None:
-    problems = check_frame(good_frame().drop(columns="income"), FEATURES)
+    problems = check_frame(good_frame().drop(columns="income"), FEATURES, bounds=BOUNDS)
     problem = only(problems, "column_in_dataframe", "income")
     assert problem.severity == "error"
     assert "missing" in problem.message
@@ -45,15 +46,15 @@ def test_missing_column() -> None:
 
 def test_extra_column_is_rejected_when_strict() -> None:
     frame = good_frame().assign(customer_id=[1, 2, 3, 4])
-    problem = only(check_frame(frame, FEATURES), "column_in_schema", "customer_id")
+    problem = only(check_frame(frame, FEATURES, bounds=BOUNDS), "column_in_schema", "customer_id")
     assert "unexpected column" in problem.message
-    assert check_frame(frame, FEATURES, strict=False) == []
+    assert check_frame(frame, FEATURES, bounds=BOUNDS, strict=False) == []
 
 
 def test_text_in_a_numeric_column() -> None:
     frame = good_frame().astype({"income": object})
     frame.loc[2, "income"] = "n/a"
-    problem = only(check_frame(frame, FEATURES), "coerce_dtype", "income")
+    problem = only(check_frame(frame, FEATURES, bounds=BOUNDS), "coerce_dtype", "income")
     assert problem.count == 1
     assert "not numeric" in problem.message
     assert "rows 3" in problem.message
@@ -62,7 +63,7 @@ def test_text_in_a_numeric_column() -> None:
 
 def test_numbers_written_as_text_are_numbers() -> None:
     frame = good_frame().astype({"age": str})
-    assert check_frame(frame, FEATURES) == []
+    assert check_frame(frame, FEATURES, bounds=BOUNDS) == []
 
 
 @pytest.mark.parametrize("missing", [None, np.nan])
@@ -70,7 +71,7 @@ def test_nulls_when_not_nullable(missing: object) -> None:
     frame = good_frame().astype({"income": object, "plan": object})
     frame.loc[1, "income"] = missing
     frame.loc[3, "plan"] = missing
-    problems = check_frame(frame, FEATURES)
+    problems = check_frame(frame, FEATURES, bounds=BOUNDS)
     assert "rows 2" in only(problems, "not_nullable", "income").message
     assert "rows 4" in only(problems, "not_nullable", "plan").message
 
@@ -80,14 +81,14 @@ def test_nulls_pass_when_nullable() -> None:
     frame = good_frame().astype({"plan": object})
     frame.loc[1, "income"] = np.nan
     frame.loc[3, "plan"] = None
-    assert check_frame(frame, nullable) == []
+    assert check_frame(frame, nullable, bounds=BOUNDS) == []
 
 
 @pytest.mark.parametrize("value", [np.inf, -np.inf])
 def test_infinite_values(value: float) -> None:
     frame = good_frame()
     frame.loc[0, "income"] = value
-    problem = only(check_frame(frame, FEATURES), "finite", "income")
+    problem = only(check_frame(frame, FEATURES, bounds=BOUNDS), "finite", "income")
     assert "infinite" in problem.message
     assert "rows 1" in problem.message
     assert problem.fix == "replace inf/-inf with finite numbers"
@@ -97,7 +98,7 @@ def test_below_min_and_above_max() -> None:
     frame = good_frame()
     frame.loc[0, "age"] = -3
     frame.loc[2, "age"] = 130
-    problems = check_frame(frame, FEATURES)
+    problems = check_frame(frame, FEATURES, bounds=BOUNDS)
     low = only(problems, "greater_than_or_equal_to", "age")
     high = only(problems, "less_than_or_equal_to", "age")
     assert "below the declared min 0.0" in low.message and "rows 1" in low.message
@@ -109,16 +110,16 @@ def test_bounds_are_inclusive() -> None:
     frame = good_frame()
     frame.loc[0, "age"] = 0
     frame.loc[1, "age"] = 120
-    assert check_frame(frame, FEATURES) == []
+    assert check_frame(frame, FEATURES, bounds=BOUNDS) == []
 
 
 def test_unknown_category() -> None:
     frame = good_frame()
     frame.loc[1, "plan"] = "gold"
-    problem = only(check_frame(frame, FEATURES), "isin", "plan")
+    problem = only(check_frame(frame, FEATURES, bounds=BOUNDS), "isin", "plan")
     assert "unknown category (known: basic, pro)" in problem.message
     assert "'gold'" in problem.message and "rows 2" in problem.message
-    assert check_frame(frame, FEATURES, check_categories=False) == []
+    assert check_frame(frame, FEATURES, bounds=BOUNDS, check_categories=False) == []
 
 
 def test_every_problem_is_reported_in_one_call() -> None:
@@ -128,7 +129,7 @@ def test_every_problem_is_reported_in_one_call() -> None:
     frame.loc[2, "income"] = np.inf
     frame.loc[3, "plan"] = "gold"
     features = [*FEATURES, Feature(name="tenure", kind="numeric")]
-    problems = check_frame(frame, features)
+    problems = check_frame(frame, features, bounds=BOUNDS)
     assert {(p.column, p.check) for p in problems} == {
         ("age", "greater_than_or_equal_to"),
         ("extra", "column_in_schema"),
@@ -145,14 +146,17 @@ def test_every_problem_is_reported_in_one_call() -> None:
 def test_text_is_not_also_reported_as_out_of_range() -> None:
     frame = good_frame().astype({"age": object})
     frame.loc[1, "age"] = "old"
-    problems = check_frame(frame, FEATURES)
+    problems = check_frame(frame, FEATURES, bounds=BOUNDS)
     assert [(p.column, p.check) for p in problems] == [("age", "coerce_dtype")]
 
 
 def test_row_numbers_count_data_rows_from_one() -> None:
     frame = good_frame()
     frame.loc[3, "age"] = 500
-    assert "rows 4" in only(check_frame(frame, FEATURES), "less_than_or_equal_to", "age").message
+    assert (
+        "rows 4"
+        in only(check_frame(frame, FEATURES, bounds=BOUNDS), "less_than_or_equal_to", "age").message
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,7 +175,7 @@ def test_row_numbers_do_not_depend_on_the_index(index: list[object]) -> None:
     frame.loc[2, "age"] = -5
     frame.loc[3, "plan"] = "gold"
     frame.index = index
-    problems = check_frame(frame, FEATURES)
+    problems = check_frame(frame, FEATURES, bounds=BOUNDS)
     assert "rows 2" in only(problems, "coerce_dtype", "income").message
     assert "rows 3" in only(problems, "greater_than_or_equal_to", "age").message
     assert "rows 4" in only(problems, "isin", "plan").message
@@ -180,7 +184,7 @@ def test_row_numbers_do_not_depend_on_the_index(index: list[object]) -> None:
 
 def test_many_failures_show_a_few_examples_and_the_full_count() -> None:
     frame = pd.DataFrame({"age": [-1.0] * 12, "income": [1.0] * 12, "plan": ["basic"] * 12})
-    problem = only(check_frame(frame, FEATURES), "greater_than_or_equal_to", "age")
+    problem = only(check_frame(frame, FEATURES, bounds=BOUNDS), "greater_than_or_equal_to", "age")
     assert problem.count == 12
     assert "12 row(s), e.g. rows 1, 2, 3, 4, 5;" in problem.message
 
@@ -188,14 +192,16 @@ def test_many_failures_show_a_few_examples_and_the_full_count() -> None:
 def test_fixes_can_be_overridden_per_check() -> None:
     frame = good_frame()
     frame.loc[0, "income"] = np.nan
-    problems = check_frame(frame, FEATURES, fixes={"not_nullable": "set validate.missing"})
+    problems = check_frame(
+        frame, FEATURES, bounds=BOUNDS, fixes={"not_nullable": "set validate.missing"}
+    )
     assert only(problems, "not_nullable", "income").fix == "set validate.missing"
 
 
 def test_render_names_source_column_rule_and_fix() -> None:
     frame = good_frame()
     frame.loc[1, "plan"] = "gold"
-    problem = only(check_frame(frame, FEATURES), "isin", "plan")
+    problem = only(check_frame(frame, FEATURES, bounds=BOUNDS), "isin", "plan")
     text = problem.render("customers.csv")
     assert text.startswith("customers.csv: column 'plan': unknown category")
     assert "[isin] Fix: use one of the known categories" in text

@@ -83,7 +83,7 @@ def check_upload(frame: pd.DataFrame, schema: FeatureSchema, keep: list[str]) ->
     """``frame`` checked against ``schema``; ``keep`` columns are passed through unchecked
     (unless they are features too, as with ``mlrepo predict --id``)."""
     from mlrepo.prediction import PREDICTION, proba_column
-    from mlrepo.prediction.core import check_input, prediction_features
+    from mlrepo.prediction.core import check_input
 
     names = set(schema.names)
     keep = list(dict.fromkeys(keep))
@@ -94,8 +94,7 @@ def check_upload(frame: pd.DataFrame, schema: FeatureSchema, keep: list[str]) ->
             f"pass-through column(s) {', '.join(clash)}: the result already has a column of that "
             f"name ({PREDICTION}, proba_<class>); rename the column in the file"
         )
-    features = prediction_features(schema)
-    problems = check_input(frame.drop(columns=[c for c in keep if c not in names]), features)
+    problems = check_input(frame.drop(columns=[c for c in keep if c not in names]), schema.features)
     problems = [_with_app_fix(p) for p in problems]
     return Checked(frame, keep, problems)
 

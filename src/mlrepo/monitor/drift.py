@@ -230,10 +230,7 @@ def check_columns(frame: pd.DataFrame, features: list[Feature], source: str) -> 
     they are what drift detection measures. Columns that surely fit skip pandera, which is slow
     on millions of rows.
     """
-    relaxed = [
-        f.model_copy(update={"nullable": True, "min": None, "max": None, "categories": None})
-        for f in features
-    ]
+    relaxed = [f.model_copy(update={"nullable": True, "categories": None}) for f in features]
     doubtful = [f for f in relaxed if f.name not in frame or not _comparable(frame[f.name], f)]
     if not doubtful:
         return

@@ -7,8 +7,9 @@ classes of two samples (``mlrepo.monitor``) and the web app checks uploads (``ml
 - ``load_model(ref)`` is the one way to load: the registry resolves the reference to bytes
   checked against dvc.lock (``registry.resolve``), and ``from_bundle`` deserializes them for a
   backend (``backends.load_predictor``: the ONNX graph, else the scikit-learn pipeline).
-- ``LoadedModel.problems(frame)`` is the input check: the features as rules for data to score,
-  ``schema.surely_fits`` as the fast yes and ``schema.check_frame`` as the verdict.
+- ``LoadedModel.problems(frame)`` is the input check: the schema's features as rules (the
+  ranges it records are observed ones, never rules), ``schema.surely_fits`` as the fast yes
+  and ``schema.check_frame`` as the verdict.
 - ``LoadedModel.predict(frame)`` checks, then predicts: the class and the probabilities.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +73,9 @@ class LoadedModel:
     def classes(self) -> list[Any]:
         return list(self.predictor.classes)
 
-    @cached_property
+    @property
     def features(self) -> list[Feature]:
-        return prediction_features(self.schema)
+        return self.schema.features
 
     def problems(
         self, frame: pd.DataFrame, fixes: dict[str, str] | None = None, first_row: int = 1
@@ -116,12 +116,6 @@ def model_version(bundle: ModelBundle) -> str:
     if bundle.rev:
         return bundle.rev[:12]
     return "md5-" + hashlib.md5(bundle.files["pipeline"]).hexdigest()[:12]
-
-
-def prediction_features(schema: FeatureSchema) -> list[Feature]:
-    """The features as rules for data to score: the ranges the schema holds are the ones
-    observed in training (for drift reports), so a new value outside them is not an error."""
-    return [f.model_copy(update={"min": None, "max": None}) for f in schema.features]
 
 
 def check_input(

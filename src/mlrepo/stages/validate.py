@@ -110,7 +110,8 @@ def validate(
     ]
     result.problems += quality.numeric_looking(frame, inferred_categorical)
     step("column rules: types, nulls, ranges, categories")
-    result.problems += check_frame(frame, features, strict=False, fixes=_FIXES)
+    bounds = {name: (rule.min, rule.max) for name, rule in params.columns.items()}
+    result.problems += check_frame(frame, features, strict=False, fixes=_FIXES, bounds=bounds)
     features = [f for f in features if f.name in frame.columns]
     # Values that are not numbers become NaN so the remaining rules still run and every
     # problem is reported at once; the result is only kept when there are no errors.
@@ -184,7 +185,11 @@ _NO_RULE = ColumnRule()
 
 
 def _declared_features(frame: pd.DataFrame, target: str, params: ValidateParams) -> list[Feature]:
-    """One ``Feature`` per column: declared rules from ``validate.columns``, else inferred kind."""
+    (
+        """One ``Feature`` per column: declared rules from ``validate.columns``, else inferred kind
+    (the declared ranges are ``Bounds``, given to ``check_frame`` beside the features)."""
+        ""
+    )
     nullable = params.missing != "error"
     features = []
     for name in frame.columns:
@@ -199,8 +204,6 @@ def _declared_features(frame: pd.DataFrame, target: str, params: ValidateParams)
                 kind=kind,
                 nullable=nullable,
                 categories=allowed,
-                min=rule.min,
-                max=rule.max,
             )
         )
     for name, rule in params.columns.items():
