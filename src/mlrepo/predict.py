@@ -31,7 +31,7 @@ from mlrepo.errors import DataError, first_line
 from mlrepo.io import atomic_path, check_table_suffix, read_chunks
 from mlrepo.prediction import PREDICTION, proba_column
 from mlrepo.prediction.core import LoadedModel, score
-from mlrepo.schema import Problem
+from mlrepo.problems import Problem
 
 DEFAULT_CHUNK_ROWS = 100_000
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlrepo import scans
 from mlrepo.params import ValidateParams
-from mlrepo.schema import MAX_EXAMPLES, Problem, Severity
+from mlrepo.problems import MAX_EXAMPLES, Problem, Severity
 
 # An object column whose non-null values parse as numbers this often is a numeric column with
 # a few bad entries, not a categorical one.

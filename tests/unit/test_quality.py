@@ -8,7 +8,7 @@ import pytest
 
 from mlrepo import quality, scans
 from mlrepo.params import ValidateParams
-from mlrepo.schema import Problem
+from mlrepo.problems import Problem
 
 
 def test_check_target_accepts_a_good_target() -> None:

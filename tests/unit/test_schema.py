@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlrepo.schema import Feature, FeatureSchema, Problem, check_frame, coerce, infer_kind
+from mlrepo.problems import Problem
+from mlrepo.schema import Feature, FeatureSchema, check_frame, coerce, infer_kind
 
 FEATURES = [
     Feature(name="age", kind="numeric", min=0, max=120),

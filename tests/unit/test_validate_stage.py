@@ -14,7 +14,8 @@ import pytest
 from mlrepo.errors import run_cli
 from mlrepo.io import dumps_json, read_table, write_parquet
 from mlrepo.params import GenerateParams, ValidateParams
-from mlrepo.schema import FeatureSchema, Problem
+from mlrepo.problems import Problem
+from mlrepo.schema import FeatureSchema
 from mlrepo.stages import validate as validate_stage
 from mlrepo.stages.generate import synthesize
 from mlrepo.stages.validate import Validation, validate

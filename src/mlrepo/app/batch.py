@@ -18,7 +18,8 @@ import pandas as pd
 
 from mlrepo.app.client import ServiceClient
 from mlrepo.errors import DataError
-from mlrepo.schema import FeatureSchema, Problem, coerce
+from mlrepo.problems import Problem
+from mlrepo.schema import FeatureSchema, coerce
 
 # The CLI's fix for an unexpected column names its --id option; here it is a widget.
 APP_FIXES = {

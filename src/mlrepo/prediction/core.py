@@ -27,7 +27,8 @@ from mlrepo.bundle import ModelBundle
 from mlrepo.errors import DataError
 from mlrepo.prediction import PREDICTION, BackendChoice, proba_column
 from mlrepo.prediction.backends import Predictor, load_predictor
-from mlrepo.schema import Feature, FeatureSchema, Problem, check_frame, surely_fits
+from mlrepo.problems import Problem
+from mlrepo.schema import Feature, FeatureSchema, check_frame, surely_fits
 
 # Suggested fixes when a table to score breaks a rule (the validate stage suggests params).
 PREDICT_FIXES = {

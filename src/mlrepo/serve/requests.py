@@ -21,7 +21,8 @@ import pandas as pd
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from mlrepo.schema import Feature, FeatureSchema, Problem
+from mlrepo.problems import Problem
+from mlrepo.schema import Feature, FeatureSchema
 from mlrepo.serve.http import MAX_DETAILS, MAX_ECHO, BadRequest, detail
 
 SERVICE_FIXES = {

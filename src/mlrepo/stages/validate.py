@@ -21,7 +21,8 @@ from mlrepo.errors import DataError, run_cli
 from mlrepo.io import Steps, read_table, write_json, write_parquet
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import ColumnRule, ValidateParams, load_params
-from mlrepo.schema import Feature, FeatureSchema, Problem, check_frame, coerce, infer_kind
+from mlrepo.problems import Problem
+from mlrepo.schema import Feature, FeatureSchema, check_frame, coerce, infer_kind
 from mlrepo.stages import stage_args
 
 
