@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlrepo.bundle import MODEL_FILES
+from mlrepo.artifacts import METRICS_FILES, MODEL_FILES
 from mlrepo.errors import MlrepoError
 from mlrepo.registry import tags
 from mlrepo.registry.refs import LATEST, find
@@ -14,7 +14,7 @@ from mlrepo.registry.snapshot import LOCK, Snapshot, check_project, commit_of
 from mlrepo.registry.tags import ALIASES, ARTIFACT, STAGES, Bump
 
 MODEL = MODEL_FILES["pipeline"]
-EVALUATE = "metrics/evaluate.json"
+EVALUATE = METRICS_FILES["evaluate"]
 QUALITY_GATE = "evaluate.min_accuracy"
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from mlrepo.bundle import METRICS_FILES, locked_md5s
+from mlrepo.artifacts import METRICS_FILES
+from mlrepo.bundle import locked_md5s
 from mlrepo.errors import MlrepoError
 
 LOCK = "dvc.lock"
