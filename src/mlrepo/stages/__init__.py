@@ -1,1 +1,23 @@
 """The pipeline's stages; each module has a pure core function and a thin ``main()``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from mlrepo.schema import FeatureSchema
+
+
+def read_trained(
+    model: str, test: str, schema: str
+) -> tuple[Pipeline, pd.DataFrame, FeatureSchema]:
+    """What the stages after train read: the fitted pipeline, the test split and its schema."""
+    import joblib
+
+    from mlrepo.io import read_json, read_table
+    from mlrepo.schema import FeatureSchema
+
+    return joblib.load(model), read_table(test), FeatureSchema.model_validate(read_json(schema))

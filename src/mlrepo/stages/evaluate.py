@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
@@ -22,11 +21,12 @@ from sklearn.pipeline import Pipeline
 
 from mlrepo import metrics, plots
 from mlrepo.errors import run_cli
-from mlrepo.io import read_json, read_table, write_csv, write_json
+from mlrepo.io import write_csv, write_json
 from mlrepo.logs import get_logger, setup_logging, timed
 from mlrepo.models import for_prediction
 from mlrepo.params import EvaluateParams, load_params
 from mlrepo.schema import FeatureSchema
+from mlrepo.stages import read_trained
 
 
 @dataclass
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log = setup_logging("evaluate")
     params = load_params(args.params).evaluate
-    schema = FeatureSchema.model_validate(read_json(args.schema))
-    pipeline = joblib.load(args.model)
-    test = read_table(args.test)
+    pipeline, test, schema = read_trained(args.model, args.test, args.schema)
     with timed(f"evaluate ({len(test)} rows)"):
         result = evaluate(pipeline, test, schema, params)
         write_outputs(result, test, schema, {k: Path(getattr(args, k)) for k in OUTPUTS})
