@@ -1,8 +1,7 @@
 """Stage 3, featurize: stratified train/test split and the preprocessing fitted on train only.
 
-``dvc.yaml`` runs ``python -m mlrepo.stages.featurize --data data/validated.parquet
---schema data/schema.json --train data/split/train.parquet --test data/split/test.parquet
---preprocessor models/preprocessor.joblib``.
+Reads the validated table and its feature schema; writes the two parts of the split and the
+preprocessor, fitted on the train part alone so nothing of the test part leaks into it.
 """
 
 from __future__ import annotations
