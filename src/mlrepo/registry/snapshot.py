@@ -19,7 +19,7 @@ import yaml
 from mlrepo.artifacts import METRICS_FILES
 from mlrepo.bundle import locked_md5s
 from mlrepo.errors import MlrepoError
-from mlrepo.params import ModelName
+from mlrepo.hyperparams import ModelName
 
 LOCK = "dvc.lock"
 
