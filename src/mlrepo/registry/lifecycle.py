@@ -24,6 +24,8 @@ class PromotionRefused(MlrepoError):
 
 @dataclass(frozen=True)
 class GateFailure:
+    """A promotion gate a version fails: which, why, and what fixes it."""
+
     gate: str
     reason: str
     fix: str
@@ -31,14 +33,18 @@ class GateFailure:
 
 @dataclass(frozen=True)
 class Registered:
+    """A version just recorded, with what the user should know about it."""
+
     version: str
     sha: str
     tag: str
-    notes: tuple[str, ...]  # things the user should know, e.g. that it is not promotable
+    notes: tuple[str, ...]  # e.g. that it is not promotable
 
 
 @dataclass(frozen=True)
 class Promoted:
+    """A version just assigned a stage."""
+
     version: str
     sha: str
     stage: str

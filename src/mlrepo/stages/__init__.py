@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,3 +23,17 @@ def read_trained(
     from mlrepo.schema import FeatureSchema
 
     return joblib.load(model), read_table(test), FeatureSchema.model_validate(read_json(schema))
+
+
+def parse_paths(
+    doc: str | None, names: Iterable[str], argv: list[str] | None
+) -> argparse.Namespace:
+    """A stage's command line: ``--params`` and one required ``--<name>`` per file it uses.
+
+    ``dvc.yaml`` gives every path; ``some_name`` is the option ``--some-name``.
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").replace("``", ""))
+    parser.add_argument("--params", default="params.yaml")
+    for name in names:
+        parser.add_argument(f"--{name.replace('_', '-')}", required=True, dest=name)
+    return parser.parse_args(argv)

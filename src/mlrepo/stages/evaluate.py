@@ -8,7 +8,6 @@ metrics are still written and ``promotable`` is false, which the registry refuse
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from mlrepo.logs import get_logger, setup_logging, timed
 from mlrepo.models import for_prediction
 from mlrepo.params import EvaluateParams, load_params
 from mlrepo.schema import FeatureSchema
-from mlrepo.stages import read_trained
+from mlrepo.stages import parse_paths, read_trained
 
 
 @dataclass
@@ -143,11 +142,7 @@ OUTPUTS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").replace("``", ""))
-    parser.add_argument("--params", default="params.yaml")
-    for name in ("model", "test", "schema", *OUTPUTS):
-        parser.add_argument(f"--{name.replace('_', '-')}", required=True, dest=name)
-    args = parser.parse_args(argv)
+    args = parse_paths(__doc__, ("model", "test", "schema", *OUTPUTS), argv)
     log = setup_logging("evaluate")
     params = load_params(args.params).evaluate
     pipeline, test, schema = read_trained(args.model, args.test, args.schema)

@@ -13,7 +13,6 @@ pipeline and say why.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +35,7 @@ from mlrepo.onnx_convert import (
 from mlrepo.params import ExportParams, load_params
 from mlrepo.predictor import OnnxPredictor
 from mlrepo.schema import FeatureSchema, coerce
-from mlrepo.stages import read_trained
+from mlrepo.stages import parse_paths, read_trained
 
 MAX_ROWS_SHOWN = 5
 
@@ -150,11 +149,7 @@ def _rows(rows: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    for name in ("model", "test", "schema", "onnx", "metrics"):
-        parser.add_argument(f"--{name}", required=True)
-    args = parser.parse_args(argv)
+    args = parse_paths(__doc__, ("model", "test", "schema", "onnx", "metrics"), argv)
     log = setup_logging("export")
     params = load_params(args.params).export
     pipeline, test, schema = read_trained(args.model, args.test, args.schema)
