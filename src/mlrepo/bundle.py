@@ -17,22 +17,8 @@ from typing import Any
 
 import yaml
 
+from mlrepo.artifacts import DRIFT_FILE, METRICS_FILES, MODEL_FILES, OPTIONAL_ROLES
 from mlrepo.errors import MlrepoError
-
-# Files of a model version, by role -> path in the project (the paths dvc.yaml writes).
-MODEL_FILES = {
-    "pipeline": "models/model.joblib",
-    "metadata": "models/model.json",
-    "onnx": "models/model.onnx",
-}
-METRICS_FILES = {
-    "evaluate": "metrics/evaluate.json",
-    "export": "metrics/export.json",
-}
-OPTIONAL_ROLES = {"onnx"}
-# The monitor stage's drift verdict; read apart from METRICS_FILES because it is only believed
-# when its bytes are the ones dvc.lock recorded (a hand-edited figure must not reach dashboards).
-DRIFT_FILE = "metrics/drift.json"
 
 log = logging.getLogger("mlrepo.bundle")
 
@@ -46,9 +32,9 @@ class ModelBundle:
     """The verified bytes of one model version and what is known about it."""
 
     files: dict[str, bytes]  # role -> bytes, roles of MODEL_FILES (onnx may be absent)
-    metadata: dict[str, Any]  # parsed models/model.json
+    metadata: dict[str, Any]  # the parsed metadata file
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics file role -> parsed JSON
-    drift: dict[str, Any] | None = None  # verified metrics/drift.json; None when unknown
+    drift: dict[str, Any] | None = None  # the verified DRIFT_FILE; None when unknown
     name: str = "model"
     version: str | None = None  # registry version, e.g. v1.2.0
     stage: str | None = None  # registry stage, e.g. production

@@ -16,12 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlrepo.artifacts import DRIFT_DETAIL, DRIFT_FILE, DRIFT_REPORT, PNG_PLOTS, VALIDATION_FILE
 from mlrepo.errors import MlrepoError
-
-VALIDATION = "metrics/validation.json"
-DRIFT = "metrics/drift.json"
-DRIFT_DETAIL = "reports/drift.json"
-PNG_PLOTS = ("plots/confusion_matrix.png", "plots/roc.png", "plots/feature_importance.png")
+from mlrepo.registry.snapshot import Snapshot, commit_of
 
 
 def _run(args: list[str], root: Path) -> str:
@@ -40,34 +37,17 @@ def _dvc(args: list[str], root: Path) -> str:
 
 def check_base(base: str, root: Path) -> str:
     """The base revision's commit, or a clear error naming what to fetch."""
-    done = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
+    commit = commit_of(root, base)
+    if commit is None:
         raise MlrepoError(
             f"base revision '{base}' not found in the git repository at {root}. Fix: fetch it"
             f" (`git fetch origin {base}`; in CI check out with fetch-depth: 0) or pass --base REV"
         )
-    return done.stdout.strip()
+    return commit
 
 
-def read_at(rev: str | None, path: str, root: Path) -> bytes | None:
-    """A tracked file's bytes at ``rev`` (None = workspace); None if it does not exist there."""
-    if rev is None:
-        full = root / path
-        return full.read_bytes() if full.exists() else None
-    done = subprocess.run(
-        ["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, check=False
-    )
-    return done.stdout if done.returncode == 0 else None
-
-
-def _json_at(rev: str | None, path: str, root: Path) -> dict[str, Any] | None:
-    data = read_at(rev, path, root)
+def _json(side: Snapshot, path: str) -> dict[str, Any] | None:
+    data = side.read(path)
     return None if data is None else json.loads(data)
 
 
@@ -85,8 +65,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def validation_section(base: str, root: Path) -> str:
-    old, new = _json_at(base, VALIDATION, root), _json_at(None, VALIDATION, root)
+def validation_section(base: Snapshot, workspace: Snapshot) -> str:
+    old, new = _json(base, VALIDATION_FILE), _json(workspace, VALIDATION_FILE)
     if new is None:
         return "_No validation report in the workspace: run `dvc repro`._"
     keys = ["passed", "rows_in", "rows_out", "n_features", "n_errors", "n_warnings"]
@@ -100,28 +80,28 @@ def validation_section(base: str, root: Path) -> str:
     return text
 
 
-def drift_section(base: str, root: Path) -> str:
-    old, new = _json_at(base, DRIFT, root), _json_at(None, DRIFT, root)
+def drift_section(base: Snapshot, workspace: Snapshot) -> str:
+    old, new = _json(base, DRIFT_FILE), _json(workspace, DRIFT_FILE)
     if new is None:
-        return "_No drift result in the workspace (the monitor stage writes metrics/drift.json)._"
+        return f"_No drift result in the workspace (the monitor stage writes {DRIFT_FILE})._"
     keys = sorted(k for k, v in new.items() if isinstance(v, int | float | bool))
     rows = [[k, _fmt((old or {}).get(k)), _fmt(new.get(k))] for k in keys]
     text = _table(["", "base", "workspace"], rows)
-    for side, rev in (("base", base), ("workspace", None)):
-        detail = _json_at(rev, DRIFT_DETAIL, root) or {}
+    for name, side in (("base", base), ("workspace", workspace)):
+        detail = _json(side, DRIFT_DETAIL) or {}
         drifted = sorted(k for k, v in (detail.get("features") or {}).items() if v.get("drift"))
         if drifted:
-            text += f"\n\nDrifted in {side}: " + ", ".join(f"`{name}`" for name in drifted)
-    return text + "\n\nFull report: `reports/drift.md`."
+            text += f"\n\nDrifted in {name}: " + ", ".join(f"`{name}`" for name in drifted)
+    return text + f"\n\nFull report: `{DRIFT_REPORT}`."
 
 
-def plots_section(base: str, root: Path, out: Path) -> str:
+def plots_section(base: Snapshot, workspace: Snapshot, out: Path) -> str:
     """Copy each PNG plot of both revisions under ``out`` and lay them side by side."""
     rows = []
     for path in PNG_PLOTS:
         cells = []
-        for side, rev in (("base", base), ("workspace", None)):
-            data = read_at(rev, path, root)
+        for side, snapshot in (("base", base), ("workspace", workspace)):
+            data = snapshot.read(path)
             if data is None:
                 cells.append("_absent_")
                 continue
@@ -142,6 +122,7 @@ def _diff_table(markdown: str, what: str) -> str:
 def build_report(base: str, root: Path, out: Path) -> str:
     """Write ``out/report.md`` (and the plots beside it) comparing the workspace with ``base``."""
     commit = check_base(base, root)
+    sides = (Snapshot(root, commit), Snapshot(root))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -152,9 +133,9 @@ def build_report(base: str, root: Path, out: Path) -> str:
             f"# Experiment report: workspace vs `{base}` ({commit[:8]})",
             "## Params\n\n" + params,
             "## Metrics\n\n" + metrics,
-            "## Data validation\n\n" + validation_section(base, root),
-            "## Drift\n\n" + drift_section(base, root),
-            "## Plots\n\n" + plots_section(base, root, out),
+            "## Data validation\n\n" + validation_section(*sides),
+            "## Drift\n\n" + drift_section(*sides),
+            "## Plots\n\n" + plots_section(*sides, out),
         ]
     )
     (out / "report.md").write_text(text + "\n", encoding="utf-8")

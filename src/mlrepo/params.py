@@ -2,18 +2,17 @@
 
 Every stage calls :func:`load_params`, so a typo or a bad value (also one given with
 ``dvc exp run -S``) stops the first stage that runs, before it does any work, with the dotted
-key, the value given and what is allowed.
+key, the value given and what is allowed (worded by :mod:`mlrepo.params_messages`). The
+sections of the models' hyperparameters (``train.<model>``) are in :mod:`mlrepo.hyperparams`.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -23,14 +22,18 @@ from pydantic import (
 )
 
 from mlrepo.errors import ParamsError
-
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+from mlrepo.hyperparams import (
+    GradientBoostingParams,
+    HistGradientBoostingParams,
+    LightGBMParams,
+    LogisticRegressionParams,
+    ModelName,
+    RandomForestParams,
+    SvmParams,
+    XGBoostParams,
+)
+from mlrepo.params_messages import describe
+from mlrepo.params_types import PositiveFloat, PositiveInt, Probability, Section
 
 
 class GenerateParams(Section):
@@ -122,95 +125,6 @@ class FeaturizeParams(Section):
     scaler: Literal["standard", "robust", "none"] = "standard"
 
 
-class RandomForestParams(Section):
-    n_estimators: PositiveInt = 100
-    max_depth: PositiveInt | None = 10
-    min_samples_leaf: PositiveInt = 1
-    max_features: Literal["sqrt", "log2"] | Annotated[float, Field(gt=0, le=1)] = "sqrt"
-    class_weight: Literal["balanced", "balanced_subsample"] | None = None
-
-
-class GradientBoostingParams(Section):
-    n_estimators: PositiveInt = 100
-    learning_rate: PositiveFloat = 0.1
-    max_depth: PositiveInt = 3
-    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0
-
-
-class HistGradientBoostingParams(Section):
-    max_iter: PositiveInt = 200
-    learning_rate: PositiveFloat = 0.1
-    max_leaf_nodes: Annotated[int, Field(ge=2)] = 31
-    max_depth: PositiveInt | None = None
-    l2_regularization: Annotated[float, Field(ge=0)] = 0.0
-    class_weight: Literal["balanced"] | None = None
-    # Hold out validation_fraction of the rows (split seeded by train.seed) and stop after
-    # n_iter_no_change rounds without gain; "auto" (scikit-learn's) turns it on above 10k rows.
-    early_stopping: Literal["auto", True, False] = "auto"
-    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    n_iter_no_change: PositiveInt = 10
-
-
-class LogisticRegressionParams(Section):
-    C: PositiveFloat = 1.0
-    max_iter: PositiveInt = 1000
-    class_weight: Literal["balanced"] | None = None
-
-
-class SvmParams(Section):
-    C: PositiveFloat = 1.0
-    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
-    gamma: Literal["scale", "auto"] | PositiveFloat = "scale"
-    class_weight: Literal["balanced"] | None = None
-
-
-class XGBoostParams(Section):
-    """XGBoost's scikit-learn classifier; early stopping named as in hist_gradient_boosting."""
-
-    n_estimators: PositiveInt = 200
-    learning_rate: PositiveFloat = 0.1
-    max_depth: PositiveInt = 6
-    min_child_weight: Annotated[float, Field(ge=0)] = 1.0
-    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0
-    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 1.0
-    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
-    tree_method: Literal["hist", "approx", "exact"] = "hist"
-    max_bin: Annotated[int, Field(ge=2)] = 256
-    # Hold out validation_fraction of the rows (stratified, seeded by train.seed) and stop after
-    # n_iter_no_change rounds without gain in log loss; "auto" turns it on above 10k rows.
-    early_stopping: Literal["auto", True, False] = "auto"
-    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    n_iter_no_change: PositiveInt = 10
-
-
-class LightGBMParams(Section):
-    """LightGBM's scikit-learn classifier; early stopping named as in hist_gradient_boosting."""
-
-    n_estimators: PositiveInt = 200
-    learning_rate: PositiveFloat = 0.1
-    num_leaves: Annotated[int, Field(ge=2, le=131072)] = 31
-    max_depth: PositiveInt | None = None  # None: no limit but num_leaves
-    min_child_samples: PositiveInt = 20
-    min_child_weight: Annotated[float, Field(ge=0)] = 1e-3
-    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0  # rows bagged afresh every iteration
-    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 1.0
-    reg_lambda: Annotated[float, Field(ge=0)] = 0.0
-    max_bin: Annotated[int, Field(ge=2)] = 255
-    class_weight: Literal["balanced"] | None = None
-    early_stopping: Literal["auto", True, False] = "auto"
-    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    n_iter_no_change: PositiveInt = 10
-
-
-ModelName = Literal[
-    "random_forest",
-    "gradient_boosting",
-    "hist_gradient_boosting",
-    "logistic_regression",
-    "svm",
-    "xgboost",
-    "lightgbm",
-]
 Scoring = Literal["accuracy", "f1_macro", "f1_weighted", "roc_auc", "neg_log_loss"]
 
 
@@ -381,7 +295,7 @@ def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(error, raw) for error in exc.errors()]
+        problems = [describe(error, raw, Params) for error in exc.errors()]
         raise ParamsError(
             f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems)
         ) from None
@@ -401,75 +315,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, str(path))
-
-
-def _describe(error: Any, raw: dict[str, Any]) -> str:
-    loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "literal"))]
-    # pydantic adds the branch name for union types (e.g. 'int', 'literal[...]'); drop those.
-    loc = [part for part in loc if not _is_union_branch(part)]
-    key = ".".join(loc) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        parent = _section_model(loc[:-1])
-        hint = ""
-        if parent is not None:
-            allowed = _field_names(parent)
-            close = difflib.get_close_matches(loc[-1], allowed, n=1)
-            hint = f" did you mean '{'.'.join([*loc[:-1], close[0]])}'?" if close else ""
-            hint += f" allowed keys: {', '.join(allowed)}"
-        return f"{key}: unknown key.{hint}"
-    given = _lookup(raw, loc)
-    message = error["msg"]
-    if kind == "literal_error":
-        message = "must be one of " + error["ctx"]["expected"]
-    elif kind == "value_error":
-        message = message.removeprefix("Value error, ")
-    if given is _MISSING or isinstance(given, dict):
-        return f"{key}: {message}"
-    return f"{key}: {message} (given: {given!r})"
-
-
-_MISSING = object()
-
-
-def _lookup(raw: Any, loc: list[str]) -> Any:
-    node = raw
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
-
-
-def _is_union_branch(part: str) -> bool:
-    return part in {"int", "float", "str", "bool", "none", "list[...]"} or part.startswith(
-        ("literal[", "constrained-", "Annotated")
-    )
-
-
-def _section_model(loc: list[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Params
-    for part in loc:
-        field = _field_by_name(model, part)
-        if field is None:
-            return None
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return None
-    return model
-
-
-def _field_by_name(model: type[BaseModel], name: str) -> Any:
-    for field_name, field in model.model_fields.items():
-        if (field.alias or field_name) == name:
-            return field
-    return None
-
-
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return [field.alias or name for name, field in model.model_fields.items()]

@@ -54,3 +54,23 @@ def test_bad_params_stop_generate_before_it_writes(fresh_repo: Repo, case: BadPa
     assert ran_stages(result.output) == ["generate"], result.describe()
     assert not fresh_repo.path("data/raw.parquet").exists()
     assert not list(fresh_repo.path("data").glob(".*.tmp")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("how", ["repro", "exp run"])
+def test_an_unknown_model_after_a_repro_names_train_model_not_a_missing_dvc_param(
+    workspace: Repo, how: str
+) -> None:
+    # generate is up to date, so train is the first stage to run: DVC must get that far rather
+    # than fail on dvc.yaml's params with "Parameters 'train.xgboostt' are missing".
+    if how == "repro":
+        workspace.set_params({"train.model": "xgboostt"})
+        result = workspace.dvc("repro", check=False)
+    else:
+        result = workspace.dvc("exp", "run", "-S", "train.model=xgboostt", check=False)
+    assert result.returncode != 0, result.describe()
+    assert "are missing from" not in result.output, result.describe()
+    for fragment in ("train.model: must be one of", "'random_forest'", "'lightgbm'", "'xgboostt'"):
+        assert fragment in result.output, (fragment, result.describe())
+    assert "Traceback" not in result.output, result.describe()
+    assert "exited with 2" in result.output, result.describe()
+    assert ran_stages(result.output) == ["train"], result.describe()

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlrepo.artifacts import TRAINING_TABLE
 from mlrepo.bundle import ModelBundle
 from mlrepo.errors import DataError, MlrepoError, first_line
 from mlrepo.io import TABLE_SUFFIXES, read_table
@@ -28,8 +29,6 @@ if TYPE_CHECKING:  # scikit-learn is imported only when a model is used
     from mlrepo.prediction.backends import Predictor
     from mlrepo.prediction.core import LoadedModel
 
-# The training table a model was fitted on: the featurize stage's output in dvc.yaml.
-TRAINING_TABLE = "data/split/train.parquet"
 PREDICT_CHUNK_ROWS = 200_000
 
 

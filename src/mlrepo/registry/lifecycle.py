@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlrepo.bundle import MODEL_FILES
+from mlrepo.artifacts import METRICS_FILES, MODEL_FILES
 from mlrepo.errors import MlrepoError
 from mlrepo.registry import tags
 from mlrepo.registry.refs import LATEST, find
@@ -14,7 +14,7 @@ from mlrepo.registry.snapshot import LOCK, Snapshot, check_project, commit_of
 from mlrepo.registry.tags import ALIASES, ARTIFACT, STAGES, Bump
 
 MODEL = MODEL_FILES["pipeline"]
-EVALUATE = "metrics/evaluate.json"
+EVALUATE = METRICS_FILES["evaluate"]
 QUALITY_GATE = "evaluate.min_accuracy"
 
 
@@ -24,6 +24,8 @@ class PromotionRefused(MlrepoError):
 
 @dataclass(frozen=True)
 class GateFailure:
+    """A promotion gate a version fails: which, why, and what fixes it."""
+
     gate: str
     reason: str
     fix: str
@@ -31,14 +33,18 @@ class GateFailure:
 
 @dataclass(frozen=True)
 class Registered:
+    """A version just recorded, with what the user should know about it."""
+
     version: str
     sha: str
     tag: str
-    notes: tuple[str, ...]  # things the user should know, e.g. that it is not promotable
+    notes: tuple[str, ...]  # e.g. that it is not promotable
 
 
 @dataclass(frozen=True)
 class Promoted:
+    """A version just assigned a stage."""
+
     version: str
     sha: str
     stage: str

@@ -6,10 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from mlrepo.artifacts import DRIFT_FILE, MODEL_FILES, OPTIONAL_ROLES
 from mlrepo.bundle import (
-    DRIFT_FILE,
-    MODEL_FILES,
-    OPTIONAL_ROLES,
     ModelBundle,
     ModelIntegrityError,
     read_drift,

@@ -12,12 +12,14 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 
-from mlrepo.bundle import METRICS_FILES, locked_md5s
+from mlrepo.artifacts import METRICS_FILES
+from mlrepo.bundle import locked_md5s
 from mlrepo.errors import MlrepoError
+from mlrepo.hyperparams import ModelName
 
 LOCK = "dvc.lock"
 
@@ -98,7 +100,11 @@ class Snapshot:
             if stage is None or name == stage:
                 for key, value in ((entry.get("params") or {}).get("params.yaml") or {}).items():
                     _flatten(key, value, flat)
-        return dict(sorted(flat.items()))
+        # train depends on the whole train section, every model's included; only the section
+        # of the model it trained made this model.
+        chosen = flat.get("train.model")
+        unused = tuple(f"train.{name}." for name in get_args(ModelName) if name != chosen)
+        return dict(sorted((k, v) for k, v in flat.items() if not k.startswith(unused)))
 
     def dep_md5(self, stage: str, path: str) -> str | None:
         """The md5 dvc.lock recorded for ``path`` as a dependency of ``stage``."""

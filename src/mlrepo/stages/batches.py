@@ -1,9 +1,6 @@
 """Stage 7, batches: two demo batches for the monitor stage, one like the training data and one
 shifted, so drift detection can be seen working (and not crying wolf) out of the box.
 
-``dvc.yaml`` runs ``python -m mlrepo.stages.batches --test data/split/test.parquet
---schema data/schema.json --same data/batches/same.parquet --shifted data/batches/shifted.parquet``.
-
 Both are cut from the held-out test split, the only data known to follow the training
 distribution: ``make_classification`` draws new cluster centres and feature transforms for any
 other seed or sample count, so freshly generated rows would be a different distribution, and a

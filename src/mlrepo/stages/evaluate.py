@@ -8,12 +8,10 @@ metrics are still written and ``promotable`` is false, which the registry refuse
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
@@ -22,11 +20,12 @@ from sklearn.pipeline import Pipeline
 
 from mlrepo import metrics, plots
 from mlrepo.errors import run_cli
-from mlrepo.io import read_json, read_table, write_csv, write_json
+from mlrepo.io import write_csv, write_json
 from mlrepo.logs import get_logger, setup_logging, timed
 from mlrepo.models import for_prediction
 from mlrepo.params import EvaluateParams, load_params
 from mlrepo.schema import FeatureSchema
+from mlrepo.stages import parse_paths, read_trained
 
 
 @dataclass
@@ -143,16 +142,10 @@ OUTPUTS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").replace("``", ""))
-    parser.add_argument("--params", default="params.yaml")
-    for name in ("model", "test", "schema", *OUTPUTS):
-        parser.add_argument(f"--{name.replace('_', '-')}", required=True, dest=name)
-    args = parser.parse_args(argv)
+    args = parse_paths(__doc__, ("model", "test", "schema", *OUTPUTS), argv)
     log = setup_logging("evaluate")
     params = load_params(args.params).evaluate
-    schema = FeatureSchema.model_validate(read_json(args.schema))
-    pipeline = joblib.load(args.model)
-    test = read_table(args.test)
+    pipeline, test, schema = read_trained(args.model, args.test, args.schema)
     with timed(f"evaluate ({len(test)} rows)"):
         result = evaluate(pipeline, test, schema, params)
         write_outputs(result, test, schema, {k: Path(getattr(args, k)) for k in OUTPUTS})

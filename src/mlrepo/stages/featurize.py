@@ -31,7 +31,7 @@ from mlrepo.io import (
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import FeaturizeParams, load_params
 from mlrepo.schema import FeatureSchema
-from mlrepo.stages import stage_args
+from mlrepo.stages import parse_paths
 
 SCALERS = {"standard": StandardScaler, "robust": RobustScaler}
 
@@ -102,7 +102,7 @@ def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParam
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = stage_args(__doc__, argv, "data", "schema", "train", "test", "preprocessor")
+    args = parse_paths(__doc__, ["data", "schema", "train", "test", "preprocessor"], argv)
     log = setup_logging("featurize")
     params = load_params(args.params).featurize
     schema = FeatureSchema.model_validate(read_json(args.schema))

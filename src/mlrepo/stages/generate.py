@@ -1,7 +1,7 @@
 """Stage 1, generate: the raw dataset, synthetic or read from the user's own table.
 
-``dvc.yaml`` runs ``python -m mlrepo.stages.generate --out data/raw.parquet``; with
-``source: file`` it lists ``${generate.path}`` as a dependency, so a changed table re-runs it.
+Writes one table: the features and the ``generate.target`` column. With ``source: file`` the
+user's table is a dependency of the stage in ``dvc.yaml``, so a changed table re-runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from mlrepo.logs import setup_logging, timed
 from mlrepo.params import GenerateParams, load_params
 
 CATEGORIES = ("a", "b", "c", "d", "e")
+# The generate params that make_classification takes under the same name.
+SAME_NAMED = ("n_samples", "n_features", "n_informative", "n_redundant", "n_classes", "class_sep")
 
 
 def synthesize(params: GenerateParams) -> pd.DataFrame:
@@ -30,14 +32,9 @@ def synthesize(params: GenerateParams) -> pd.DataFrame:
     from sklearn.datasets import make_classification  # only here: source: file needs no sklearn
 
     x, y = make_classification(
-        n_samples=params.n_samples,
-        n_features=params.n_features,
-        n_informative=params.n_informative,
-        n_redundant=params.n_redundant,
-        n_classes=params.n_classes,
+        **params.model_dump(include=set(SAME_NAMED)),
         weights=_normalized(params.weights),
         flip_y=params.label_noise,
-        class_sep=params.class_sep,
         shuffle=False,  # keeps informative features first, so categoricals derive from them
         random_state=params.seed,
     )

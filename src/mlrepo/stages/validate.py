@@ -23,7 +23,7 @@ from mlrepo.logs import setup_logging, timed
 from mlrepo.params import ColumnRule, ValidateParams, load_params
 from mlrepo.problems import Problem
 from mlrepo.schema import Feature, FeatureSchema, check_frame, coerce, infer_kind
-from mlrepo.stages import stage_args
+from mlrepo.stages import parse_paths
 
 
 @dataclass
@@ -257,7 +257,7 @@ def format_errors(result: Validation, report_path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = stage_args(__doc__, argv, "data", "out", "schema", "report")
+    args = parse_paths(__doc__, ["data", "out", "schema", "report"], argv)
     log = setup_logging("validate")
     params = load_params(args.params)
     frame = read_table(args.data)
