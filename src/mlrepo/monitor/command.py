@@ -15,8 +15,9 @@ import pandas as pd
 
 from mlrepo.errors import MlrepoError
 from mlrepo.logs import get_logger, timed
-from mlrepo.monitor.drift import DriftResult, check_columns, detect_drift
+from mlrepo.monitor.drift import check_columns, detect_drift
 from mlrepo.monitor.log_window import default_url, parse_window, read_window
+from mlrepo.monitor.result import DriftResult
 from mlrepo.monitor.sources import (
     Current,
     Reference,

@@ -24,7 +24,8 @@ import pandas as pd
 from mlrepo.errors import MlrepoError
 from mlrepo.io import write_with
 from mlrepo.monitor import stattests
-from mlrepo.monitor.drift import ColumnDrift, DriftResult, category_counts
+from mlrepo.monitor.drift import category_counts
+from mlrepo.monitor.result import ColumnDrift, DriftResult
 from mlrepo.plots import PNG_METADATA, pyplot
 from mlrepo.prediction import PREDICTION
 

@@ -20,7 +20,8 @@ from mlrepo.errors import run_cli
 from mlrepo.io import read_table, write_json
 from mlrepo.logs import setup_logging, timed
 from mlrepo.monitor.command import compare
-from mlrepo.monitor.drift import DriftResult, check_columns
+from mlrepo.monitor.drift import check_columns
+from mlrepo.monitor.result import DriftResult
 from mlrepo.monitor.sources import Current, Reference, bundle_schema
 from mlrepo.params import load_params
 from mlrepo.prediction.core import from_bundle
