@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,26 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_answering(
+    process: subprocess.Popen[bytes],
+    get: Callable[[], httpx.Response],
+    output: Callable[[], str],
+    timeout: float,
+    pause: float = 0.1,
+) -> bool:
+    """Poll ``get()`` until it answers 200 (True) or ``timeout`` seconds pass (False); a
+    RuntimeError with ``output()`` (the server's log) if the server process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode}):\n{output()}")
+        with contextlib.suppress(httpx.TransportError):
+            if get().status_code == 200:
+                return True
+        time.sleep(pause)
+    return False
 
 
 @dataclass(frozen=True)
@@ -119,18 +141,10 @@ class Server:
         self._wait_for_health()
 
     def _wait_for_health(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.process.returncode}):\n{self.output}")
-            try:
-                if self.client.get("/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"the server did not answer /health in {timeout} s:\n{self.output}")
+        health = partial(self.client.get, "/health")
+        if not wait_until_answering(self.process, health, lambda: self.output, timeout):
+            self.kill()
+            raise RuntimeError(f"the server did not answer /health in {timeout} s:\n{self.output}")
 
     @property
     def output(self) -> str:
