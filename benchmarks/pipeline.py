@@ -52,6 +52,9 @@ RESULTS_DIR = BENCH / "results"
 PLOT_NAME = "scaling.png"  # next to RESULTS.md
 
 PARTS = ("default", "imports", "obesity", "scaling")
+# The scaling grid and the order of its rows: the benchmark's own list, not mlrepo.params'
+# ModelName. The measured commit's models are read from that commit (Source.models), and saved
+# results must still render if the code importable here has since dropped a model.
 MODELS = (
     "random_forest",
     "gradient_boosting",
