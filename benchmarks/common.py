@@ -8,10 +8,12 @@ The scripts run as ``.venv/bin/python benchmarks/<name>.py``, so this folder is 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +33,22 @@ usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
                   "maxrss_kib": usage.ru_maxrss}))
 """
+
+
+@dataclass
+class Measured:
+    """What MEASURE reports of one command: exit code, wall and CPU seconds, peak RSS in MiB."""
+
+    code: int
+    wall: float
+    cpu: float
+    rss_mib: float
+
+    @staticmethod
+    def read(stdout: str) -> tuple[int, float, float, float]:
+        """The four figures from MEASURE's output (its last line), in field order."""
+        result = json.loads(stdout.strip().splitlines()[-1])
+        return result["code"], result["wall"], result["cpu"], result["maxrss_kib"] / 1024
 
 
 def log(message: str) -> None:

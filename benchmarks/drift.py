@@ -37,7 +37,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import yaml
-from common import MEASURE, ROOT, cpu_model, log, now
+from common import MEASURE, ROOT, Measured, cpu_model, log, now
 
 RESULTS = ROOT / "benchmarks" / "DRIFT_RESULTS.md"
 TARGET_S = 10.0
@@ -50,12 +50,8 @@ STEP = re.compile(r"\[drift\] (.+) took ([0-9.]+) s")
 
 
 @dataclass
-class Run:
-    code: int
-    wall: float
-    cpu: float
-    rss_mib: float
-    steps: dict[str, float]
+class Run(Measured):
+    steps: dict[str, float]  # the command's own "[drift] ... took N s" lines
 
 
 @dataclass
@@ -149,11 +145,10 @@ def measure(args: list[str], cwd: Path, log_path: Path) -> Run:
         text=True,
         check=True,
     )
-    result = json.loads(out.stdout)
     with open(log_path, encoding="utf-8") as handle:
         handle.seek(start)
         steps = {name: float(s) for name, s in STEP.findall(handle.read())}
-    return Run(result["code"], result["wall"], result["cpu"], result["maxrss_kib"] / 1024, steps)
+    return Run(*Measured.read(out.stdout), steps)
 
 
 def machine() -> dict[str, str]:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import BIN, MEASURE, ROOT, commit_copy, cpu_model, log, now, venv_env
+from common import BIN, MEASURE, ROOT, Measured, commit_copy, cpu_model, log, now, venv_env
 
 BENCH = ROOT / "benchmarks"
 RESULTS_MD = BENCH / "RESULTS.md"
@@ -131,13 +131,9 @@ def available_mib() -> float:
 
 
 @dataclass
-class Run:
+class Run(Measured):
     """One measured command: exit code, wall and CPU seconds, peak RSS, and why it stopped."""
 
-    code: int
-    wall: float
-    cpu: float
-    rss_mib: float
     error: str = ""  # empty when the command exited 0
 
     @property
@@ -175,8 +171,7 @@ def measure(command: list[str], copy: Path, log_path: Path, timeout: float) -> R
     wall = time.perf_counter() - start
     if stopped:
         return Run(-9, wall, math.nan, math.nan, stopped)
-    result = json.loads(out.strip().splitlines()[-1])
-    run = Run(result["code"], result["wall"], result["cpu"], result["maxrss_kib"] / 1024)
+    run = Run(*Measured.read(out))
     if run.code != 0:
         lines = log_path.read_text(errors="replace").splitlines()
         errors = [line for line in lines if "error" in line.lower()] or lines
