@@ -277,20 +277,12 @@ def test_a_shift_of_the_predicted_classes_is_detected(
     reference, test = _split.train, _split.test
     mostly_one = pd.concat([test[test["target"] == 1], test.iloc[:5]], ignore_index=True)
     ref_classes = predicted_classes(predictor, reference, "reference")
-    same = detect_drift(
-        reference,
-        test,
-        schema.features,
-        PARAMS,
-        (ref_classes, predicted_classes(predictor, test, "current")),
-    )
-    shifted = detect_drift(
-        reference,
-        mostly_one,
-        schema.features,
-        PARAMS,
-        (ref_classes, predicted_classes(predictor, mostly_one, "current")),
-    )
+
+    def drift_of(current: pd.DataFrame) -> DriftResult:
+        classes = (ref_classes, predicted_classes(predictor, current, "current"))
+        return detect_drift(reference, current, schema.features, PARAMS, classes)
+
+    same, shifted = drift_of(test), drift_of(mostly_one)
     assert same.prediction is not None and not same.prediction.drift
     assert shifted.prediction is not None and shifted.prediction.drift
     assert shifted.prediction.test == "z"  # two classes, 240 reference rows
