@@ -27,14 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from common import BIN, ROOT, load_text, now
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 OUT = ROOT / "benchmarks" / "CLUSTER_RESULTS.md"
 # 4 x 4 x 3 = 48 candidates, x 5 folds = 240 fits.
 GRID = {"n_estimators": [10, 20, 30, 40], "max_depth": [2, 4, 6, 8], "min_samples_leaf": [1, 2, 5]}
@@ -192,13 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_text(", ")
     local_rounds = ", ".join(f"{x:.1f}" for x in local)
     remote_rounds = ", ".join(f"{x:.1f}" for x in remote)
     command = " ".join([".venv/bin/python benchmarks/cluster.py", *(argv or sys.argv[1:])])
     text = f"""# Cluster benchmark (issue 8)
 
-Command: `{command.strip()}` — written {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")} on
+Command: `{command.strip()}` — written {now()} on
 this {os.cpu_count()}-core machine ({platform.machine()}, shared; load average at the end
 {load}), mlrepo commit `{commit}` (plus the working tree's uncommitted files).
 

@@ -29,9 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -39,8 +37,8 @@ import joblib
 import numpy as np
 import pandas as pd
 import yaml
+from common import MEASURE, ROOT, Measured, cpu_model, log, now
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "DRIFT_RESULTS.md"
 TARGET_S = 10.0
 TARGET_MIB = 2048.0
@@ -48,27 +46,12 @@ CATEGORIES = np.asarray(list("abcde"), dtype=object)
 CATEGORY_P = [0.4, 0.25, 0.15, 0.12, 0.08]
 MODEL_TRAIN_ROWS = 20_000
 
-# Runs one command in a fresh parent, so RUSAGE_CHILDREN covers that command only.
-MEASURE = """
-import json, resource, subprocess, sys, time
-with open(sys.argv[1], "ab") as log:
-    start = time.perf_counter()
-    code = subprocess.call(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                  "maxrss_kib": usage.ru_maxrss}))
-"""
 STEP = re.compile(r"\[drift\] (.+) took ([0-9.]+) s")
 
 
 @dataclass
-class Run:
-    code: int
-    wall: float
-    cpu: float
-    rss_mib: float
-    steps: dict[str, float]
+class Run(Measured):
+    steps: dict[str, float]  # the command's own "[drift] ... took N s" lines
 
 
 @dataclass
@@ -84,10 +67,6 @@ class Scenario:
     def step(self, name: str) -> float | None:
         values = [run.steps[name] for run in self.runs if name in run.steps]
         return statistics.median(values) if values else None
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def table(
@@ -166,21 +145,15 @@ def measure(args: list[str], cwd: Path, log_path: Path) -> Run:
         text=True,
         check=True,
     )
-    result = json.loads(out.stdout)
     with open(log_path, encoding="utf-8") as handle:
         handle.seek(start)
         steps = {name: float(s) for name, s in STEP.findall(handle.read())}
-    return Run(result["code"], result["wall"], result["cpu"], result["maxrss_kib"] / 1024, steps)
+    return Run(*Measured.read(out.stdout), steps)
 
 
 def machine() -> dict[str, str]:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = re.findall(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        cpu = models[0] if models else cpu
     return {
-        "CPU": f"{cpu} ({os.cpu_count()} logical CPUs)",
+        "CPU": f"{cpu_model() or 'unknown'} ({os.cpu_count()} logical CPUs)",
         "OS": platform.platform(),
         "Python": platform.python_version(),
         "numpy / scipy / pandas / pyarrow": " / ".join(
@@ -196,7 +169,7 @@ def render(scenarios: list[Scenario], facts: dict[str, str], loads: list[float],
     lines = [
         "# Drift benchmark",
         "",
-        f"`.venv/bin/python benchmarks/drift.py` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC). "
+        f"`.venv/bin/python benchmarks/drift.py` ({now()}). "
         f"{sizes}. Each scenario is `mlrepo drift ...` in a fresh process; medians of "
         f"{len(head.runs)} run(s).",
         "",

@@ -38,22 +38,23 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import yaml
+from common import BIN, MEASURE, ROOT, Measured, commit_copy, cpu_model, log, now, venv_env
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 BENCH = ROOT / "benchmarks"
 RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
 PLOT_NAME = "scaling.png"  # next to RESULTS.md
 
 PARTS = ("default", "imports", "obesity", "scaling")
+# The scaling grid and the order of its rows: the benchmark's own list, not mlrepo.params'
+# ModelName. The measured commit's models are read from that commit (Source.models), and saved
+# results must still render if the code importable here has since dropped a model.
 MODELS = (
     "random_forest",
     "gradient_boosting",
@@ -117,23 +118,6 @@ PEAK_TARGET_MIB = 2048.0
 STAGE_TIMEOUT_S = 1500.0
 MIN_AVAILABLE_MIB = 1536.0  # a run is stopped before the machine runs out of memory
 
-# Runs one command in a fresh parent, so RUSAGE_CHILDREN covers that command (and whatever it
-# waited for) only; prints wall time, CPU time and peak RSS (largest single process) as JSON.
-MEASURE = """
-import json, resource, subprocess, sys, time
-with open(sys.argv[1], "ab") as log:
-    start = time.perf_counter()
-    code = subprocess.call(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                  "maxrss_kib": usage.ru_maxrss}))
-"""
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
@@ -147,13 +131,9 @@ def available_mib() -> float:
 
 
 @dataclass
-class Run:
+class Run(Measured):
     """One measured command: exit code, wall and CPU seconds, peak RSS, and why it stopped."""
 
-    code: int
-    wall: float
-    cpu: float
-    rss_mib: float
     error: str = ""  # empty when the command exited 0
 
     @property
@@ -191,8 +171,7 @@ def measure(command: list[str], copy: Path, log_path: Path, timeout: float) -> R
     wall = time.perf_counter() - start
     if stopped:
         return Run(-9, wall, math.nan, math.nan, stopped)
-    result = json.loads(out.strip().splitlines()[-1])
-    run = Run(result["code"], result["wall"], result["cpu"], result["maxrss_kib"] / 1024)
+    run = Run(*Measured.read(out))
     if run.code != 0:
         lines = log_path.read_text(errors="replace").splitlines()
         errors = [line for line in lines if "error" in line.lower()] or lines
@@ -202,12 +181,9 @@ def measure(command: list[str], copy: Path, log_path: Path, timeout: float) -> R
 
 def environment(copy: Path) -> dict[str, str]:
     """The venv first on PATH (dvc runs ``python -m``), the copy's own sources imported."""
-    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(copy / "src")
     # DVC keeps its index and state under the site cache dir; keep it inside the throwaway tree.
-    env["DVC_SITE_CACHE_DIR"] = str(copy.parent / f"{copy.name}-dvc-site-cache")
-    return env
+    site_cache = copy.parent / f"{copy.name}-dvc-site-cache"
+    return venv_env(PYTHONPATH=str(copy / "src"), DVC_SITE_CACHE_DIR=str(site_cache))
 
 
 # ---------------------------------------------------------------- copies of the measured commit
@@ -260,10 +236,7 @@ def make_copy(source: Source, dest: Path, overrides: dict[str, dict[str, Any]] |
         for section, values in overrides.items():
             params[section].update(values)
         path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    command = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-    command += ["-c", "commit.gpgsign=false"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "benchmark copy"]):
-        subprocess.run([*command, *args], cwd=dest, check=True, capture_output=True)
+    commit_copy(dest)
     return dest
 
 
@@ -362,10 +335,6 @@ def load_results(results_dir: Path) -> dict[str, dict[str, Any]]:
 CONTEXT: dict[str, Any] = {}
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def package_versions() -> dict[str, str]:
     names = ("scikit-learn", "dvc", "pandas", "numpy", "pyarrow", "xgboost", "lightgbm")
     versions = {"python": platform.python_version()}
@@ -382,13 +351,11 @@ def package_versions() -> dict[str, str]:
 
 def machine() -> dict[str, str]:
     """The machine a result was measured on (sessions may run on different hosts)."""
-    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
     meminfo = Path("/proc/meminfo").read_text(encoding="utf-8").splitlines()
     total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
     return {
         "CPUs": str(os.cpu_count()),
-        "CPU": models[0] if models else platform.processor() or "unknown",
+        "CPU": cpu_model() or platform.processor() or "unknown",
         "total memory": f"{total_kib / 1024**2:.1f} GiB",
         "OS": platform.platform(),
     }

@@ -28,24 +28,21 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+from common import BIN, ROOT, commit_copy, cpu_model, load_text, log, now, venv_env
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "SERVE_RESULTS.md"
 BACKENDS = ("onnx", "sklearn")
 BATCH_SIZES = (1, 100, 10_000)
@@ -54,10 +51,9 @@ RATE_LADDER = (10, 25, 50, 100, 200, 300, 400, 600, 800, 1000, 1500, 2000)
 P99_BUDGET_MS = 10.0
 TARGET_SINGLE_P99_MS = 5.0
 TARGET_BATCH_10K_MS = 150.0
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+# The servers, the copy of the working tree and PostgreSQL are made as the tests make them, by
+# the tests' harnesses (imported where used: serve_harness imports the stage cores).
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 
 @dataclass(frozen=True)
@@ -177,17 +173,12 @@ async def closed_loop(
     return Latency.of(latencies, errors, time.perf_counter() - start)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Server:
     """``mlrepo serve`` on a free port of 127.0.0.1, stopped with SIGTERM."""
 
     def __init__(self, project: Path, backend: str, database: str | None) -> None:
+        from serve_harness import free_port, wait_until_answering
+
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         env["MLREPO_MAX_BATCH_ROWS"] = "10000"
@@ -202,18 +193,13 @@ class Server:
             self.process = subprocess.Popen(
                 argv, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(self.log_path.read_text(errors="replace").strip()[-2000:])
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the server was not ready in 120 s: {self.log_path}")
+        ready = partial(httpx.get, f"http://127.0.0.1:{self.port}/ready", timeout=2)
+        if not wait_until_answering(self.process, ready, self.log_tail, 120, pause=0.2):
+            self.stop()
+            raise RuntimeError(f"the server was not ready in 120 s: {self.log_path}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace").strip()[-2000:]
 
     def model(self) -> dict[str, Any]:
         card: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.port}/model").json()
@@ -247,23 +233,11 @@ def logged_rows(database: str) -> int:
 def reproduce(dest: Path) -> Path:
     """The working tree's files (tracked, and new ones git does not ignore) in a fresh git
     repository, reproduced with ``dvc repro``: the benchmark measures the code as it is."""
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split("\0")
-    for name in filter(None, tracked):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_SITE_CACHE_DIR"] = str(dest.parent / "dvc-site-cache")
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "benchmark copy"]):
-        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    from dvc_harness import copy_tracked_files
+
+    copy_tracked_files(ROOT, dest)
+    env = venv_env(DVC_SITE_CACHE_DIR=str(dest.parent / "dvc-site-cache"))
+    commit_copy(dest)
     subprocess.run([str(BIN / "dvc"), "repro", "-q"], cwd=dest, env=env, check=True)
     return dest
 
@@ -367,7 +341,6 @@ def input_file(base: Path, rows: int) -> Path:
 
 def start_postgres() -> Any:
     """A throwaway PostgreSQL server, as the tests make one (initdb/pg_ctl on 127.0.0.1)."""
-    sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from serve_harness import Postgres, postgres_binaries
 
     binaries = postgres_binaries()
@@ -388,16 +361,10 @@ def reset_postgres(url: str) -> None:
 
 
 def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": f"{cpu}, {os.cpu_count()} CPUs visible",
+        "cpu": f"{cpu_model() or 'unknown'}, {os.cpu_count()} CPUs visible",
         "python": platform.python_version(),
-        "load average at start (1, 5, 15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load average at start (1, 5, 15 min)": load_text(),
     }
 
 
@@ -453,7 +420,7 @@ def render(command: str, facts: dict[str, str], runs: dict[str, Any]) -> str:
     lines = [
         "# Serving benchmark",
         "",
-        f"Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Latencies in "
+        f"Written by `{command}` on {now()}. Latencies in "
         "milliseconds as p50 / p99. The machine is shared and noisy, and the load generator "
         "runs on it too: read the figures as orders of magnitude.",
         "",
@@ -541,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{backend}: {runs[backend]['error']}")
         if postgres is not None:
             postgres.destroy()
-    facts["load average at the end (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    facts["load average at the end (1, 5, 15 min)"] = load_text()
     text = render(command, facts, runs)
     args.output.write_text(text, encoding="utf-8")
     log(f"wrote {args.output}")

@@ -13,8 +13,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import yaml
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
 from serve_harness import Project, Server
 
 from mlrepo.io import file_md5, write_json

@@ -14,11 +14,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     project = build_project(tmp_path_factory.mktemp("app"))
     accuracy = prepare(project)
     url = f"sqlite:///{project.root / 'predictions.db'}"
-    server = Server(project.root, {"DATABASE_URL": url}, "--model", "workspace")
-    try:
+    with Server(project.root, {"DATABASE_URL": url}, "--model", "workspace") as server:
         yield Served(project, server, url, accuracy)
-    finally:
-        server.stop()
 
 
 @pytest.fixture

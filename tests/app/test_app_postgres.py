@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from app_harness import APP
-from serve_harness import Postgres, Server, build_project, postgres_binaries, records
+from serve_harness import Postgres, Server, build_project, records, throwaway_postgres
 from streamlit.testing.v1 import AppTest
 
 from mlrepo.app.analytics import read_traffic
@@ -17,21 +16,7 @@ from mlrepo.app.analytics import read_traffic
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
-    binaries = postgres_binaries()
-    if binaries is None:
-        pytest.skip("no initdb/pg_ctl found (apt-get install -y postgresql; .ci/run does)")
-    if os.geteuid() == 0:
-        import pwd
-
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and no 'postgres' user to run PostgreSQL")
-    server = Postgres(binaries)
-    try:
-        yield server
-    finally:
-        server.destroy()
+    yield from throwaway_postgres()
 
 
 def test_analytics_read_the_services_postgresql_log(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -212,6 +213,43 @@ class Origin:
 def ran_stages(output: str) -> list[str]:
     """Stages that `dvc repro`/`dvc exp run` ran, from their "Running stage 'x':" lines."""
     return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def experiments_by_name(repo: Repo) -> dict[str, dict[str, Any]]:
+    """Each experiment's ``data`` (params, metrics) from `dvc exp show --json`, by name."""
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    found = {}
+    for baseline in shown:
+        for group in baseline.get("experiments") or []:
+            for rev in group["revs"]:
+                found[rev["name"]] = rev["data"]
+    return found
+
+
+def param(data: dict[str, Any], dotted: str) -> Any:
+    node = data["params"]["params.yaml"]["data"]
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def metric(data: dict[str, Any], path: str, key: str) -> Any:
+    return data["metrics"][path]["data"][key]
+
+
+def wait_for_queue(repo: Repo, names: list[str], timeout: float = 300) -> str:
+    """Poll `dvc queue status` until every experiment in ``names`` left Queued/Running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = repo.dvc("queue", "status").stdout
+        lines = {name: line for line in status.splitlines() for name in names if name in line}
+        pending = [n for n in names if n not in lines or re.search(r"Queued|Running", lines[n])]
+        if not pending:
+            return status
+        if time.monotonic() > deadline:
+            logs = "\n".join(repo.dvc("queue", "logs", n, check=False).output for n in pending)
+            pytest.fail(f"experiments still pending after {timeout:.0f} s:\n{status}\n{logs}")
+        time.sleep(2)
 
 
 def stop_queue_workers(repo: Repo) -> None:

@@ -4,7 +4,7 @@
 ONNX, and records the md5 of its files in ``dvc.lock``, as ``dvc repro`` would, in a git
 repository (the registry resolves references inside one). ``Server`` runs ``mlrepo serve`` as a
 subprocess on a free port of 127.0.0.1. ``Postgres`` is a throwaway server made with
-initdb/pg_ctl.
+initdb/pg_ctl (``throwaway_postgres`` for a fixture).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import httpx
 import joblib
 import pandas as pd
+import pytest
 import yaml
 
 from mlrepo.bundle import MODEL_FILES
@@ -50,6 +53,26 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_answering(
+    process: subprocess.Popen[bytes],
+    get: Callable[[], httpx.Response],
+    output: Callable[[], str],
+    timeout: float,
+    pause: float = 0.1,
+) -> bool:
+    """Poll ``get()`` until it answers 200 (True) or ``timeout`` seconds pass (False); a
+    RuntimeError with ``output()`` (the server's log) if the server process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode}):\n{output()}")
+        with contextlib.suppress(httpx.TransportError):
+            if get().status_code == 200:
+                return True
+        time.sleep(pause)
+    return False
 
 
 @dataclass(frozen=True)
@@ -101,8 +124,21 @@ def build_project(root: Path, n_samples: int = 600, n_estimators: int = 20) -> P
     return Project(root, split.test)
 
 
+def fast_log(url: str, **extra: str) -> dict[str, str]:
+    """A server's environment logging to ``url`` with short flush, retry and ping intervals, so
+    a test sees rows written, and an outage noticed, within a fraction of a second."""
+    return {
+        "DATABASE_URL": url,
+        "MLREPO_LOG_FLUSH_SECONDS": "0.05",
+        "MLREPO_LOG_RETRY_MAX_SECONDS": "0.5",
+        "MLREPO_LOG_PING_SECONDS": "0.2",
+        **extra,
+    }
+
+
 class Server:
-    """``mlrepo serve`` in a subprocess on 127.0.0.1; ``stop()`` sends SIGTERM (graceful)."""
+    """``mlrepo serve`` in a subprocess on 127.0.0.1; ``stop()`` sends SIGTERM (graceful), as
+    leaving a ``with Server(...) as server:`` block does."""
 
     def __init__(self, project: Path, env: dict[str, str], *args: str) -> None:
         self.port = free_port()
@@ -118,19 +154,17 @@ class Server:
         self.client = httpx.Client(base_url=self.url, timeout=30)
         self._wait_for_health()
 
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def _wait_for_health(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.process.returncode}):\n{self.output}")
-            try:
-                if self.client.get("/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"the server did not answer /health in {timeout} s:\n{self.output}")
+        health = partial(self.client.get, "/health")
+        if not wait_until_answering(self.process, health, lambda: self.output, timeout):
+            self.kill()
+            raise RuntimeError(f"the server did not answer /health in {timeout} s:\n{self.output}")
 
     @property
     def output(self) -> str:
@@ -193,6 +227,27 @@ def postgres_binaries() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
+
+
+def throwaway_postgres(unavailable: str = "") -> Iterator[Postgres]:
+    """A started throwaway server, for a fixture to ``yield from``; destroyed afterwards. Where
+    none can be started here the test is skipped, with why and then ``unavailable``."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip(
+            "PostgreSQL tests skipped: no initdb/pg_ctl found "
+            f"(apt-get install -y postgresql; .ci/run does){unavailable}"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("PostgreSQL tests skipped: running as root and no 'postgres' user")
+    server = Postgres(binaries)
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 class Postgres:

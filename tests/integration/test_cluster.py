@@ -8,6 +8,7 @@ with every worker gone the stage fails with one clear message and writes nothing
 
 from __future__ import annotations
 
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,56 +80,44 @@ def wait_for_tasks(cluster: DaskCluster, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
+def exp_run_losing_workers(repo: Repo, cluster: DaskCluster, *workers: int) -> tuple[int, str]:
+    """Exit code and output of the GRID `dvc exp run` on ``cluster``, killing ``workers`` once
+    its fits are running."""
+    proc = subprocess.Popen(
+        [str(DVC), "exp", "run", *GRID], cwd=repo.root, env=cluster.env(),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_tasks(cluster)
+        for n in workers:
+            cluster.kill_worker(n)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, output
+
+
 def test_worker_killed_mid_search_run_completes_on_the_other(
     local_run: Run, origin: Origin, tmp_path: Path
 ) -> None:
-    import subprocess
-
-    from dvc_harness import VENV_BIN
-
     repo = copy_workspace(origin.repo, tmp_path / "repo")
     with dask_cluster(repo, tmp_path / "dask") as cluster:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "dvc"), "exp", "run", *GRID], cwd=repo.root, env=cluster.env(),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            wait_for_tasks(cluster)
-            cluster.kill_worker(0)
-            output, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        code, output = exp_run_losing_workers(repo, cluster, 0)
         removed = "Remove worker" in cluster.log("scheduler")
-    assert proc.returncode == 0, output
+    assert code == 0, output
     assert removed, cluster.log("scheduler")
     files = {name: repo.path(name).read_bytes() for name in COMPARED}
     assert files == local_run.files, "the run finished on one worker differs from the local run"
 
 
 def test_every_worker_lost_fails_clearly_and_writes_nothing(origin: Origin, tmp_path: Path) -> None:
-    import subprocess
-
-    from dvc_harness import VENV_BIN
-
     repo = copy_workspace(origin.repo, tmp_path / "repo")
     before = {name: repo.path(name).read_bytes() for name in COMPARED}
     with dask_cluster(repo, tmp_path / "dask", no_workers_timeout="3s") as cluster:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "dvc"), "exp", "run", *GRID], cwd=repo.root, env=cluster.env(),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            wait_for_tasks(cluster)
-            cluster.kill_worker(0)
-            cluster.kill_worker(1)
-            output, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode != 0, output
+        code, output = exp_run_losing_workers(repo, cluster, 0, 1)
+    assert code != 0, output
     assert f"error: the Dask cluster at {cluster.address} failed during the fits" in output
     assert "nothing was written" in output and "Traceback" not in output, output
     # DVC removes a stage's outputs before running it; train writes none of its own.

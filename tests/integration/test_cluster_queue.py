@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 from dask_harness import dask_cluster
-from dvc_harness import DVC, Origin, copy_workspace, stop_queue_workers
-from test_dvc_experiments import experiments_by_name, param, wait_for_queue
+from dvc_harness import (
+    DVC,
+    Origin,
+    copy_workspace,
+    experiments_by_name,
+    param,
+    stop_queue_workers,
+    wait_for_queue,
+)
 
 pytestmark = pytest.mark.dvc
 

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dvc_harness import Origin, Repo, Result, copy_workspace, ran_stages
+from dvc_harness import (
+    Origin,
+    Repo,
+    Result,
+    copy_workspace,
+    experiments_by_name,
+    metric,
+    param,
+    ran_stages,
+    wait_for_queue,
+)
 
 pytestmark = pytest.mark.dvc
 
 SWEEP_DEPTHS = (4, 8, 16)
-SWEEP_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
@@ -33,28 +40,6 @@ def experiment(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Expe
     names = re.findall(r"Ran experiment\(s\): (\S+)", run.output)
     assert len(names) == 1, run.describe()
     return Experiment(repo, run, names[0])
-
-
-def experiments_by_name(repo: Repo) -> dict[str, dict[str, Any]]:
-    """Each experiment's ``data`` (params, metrics) from `dvc exp show --json`, by name."""
-    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
-    found = {}
-    for baseline in shown:
-        for group in baseline.get("experiments") or []:
-            for rev in group["revs"]:
-                found[rev["name"]] = rev["data"]
-    return found
-
-
-def param(data: dict[str, Any], dotted: str) -> Any:
-    node = data["params"]["params.yaml"]["data"]
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def metric(data: dict[str, Any], path: str, key: str) -> Any:
-    return data["metrics"][path]["data"][key]
 
 
 def test_exp_run_reruns_only_train_and_evaluate(experiment: Experiment) -> None:
@@ -109,21 +94,6 @@ def test_plots_show_renders_every_plot(experiment: Experiment) -> None:
     for image in ("confusion_matrix.png", "roc.png", "feature_importance.png"):
         assert f'<img src="static/workspace_plots_{image}">' in page, image
         assert experiment.repo.path(f"dvc_plots/static/workspace_plots_{image}").stat().st_size
-
-
-def wait_for_queue(repo: Repo, names: list[str]) -> str:
-    """Poll `dvc queue status` until every experiment in ``names`` left Queued/Running."""
-    deadline = time.monotonic() + SWEEP_TIMEOUT_S
-    while True:
-        status = repo.dvc("queue", "status").stdout
-        lines = {name: line for line in status.splitlines() for name in names if name in line}
-        pending = [n for n in names if n not in lines or re.search(r"Queued|Running", lines[n])]
-        if not pending:
-            return status
-        if time.monotonic() > deadline:
-            logs = "\n".join(repo.dvc("queue", "logs", n, check=False).output for n in pending)
-            pytest.fail(f"experiments still pending after {SWEEP_TIMEOUT_S} s:\n{status}\n{logs}")
-        time.sleep(2)
 
 
 def test_queued_sweep_runs_on_two_workers_and_applies(queue_workers_stopped: Repo) -> None:

@@ -24,7 +24,15 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from serve_harness import Postgres, Project, Server, build_project, postgres_binaries, records
+from serve_harness import (
+    Postgres,
+    Project,
+    Server,
+    build_project,
+    fast_log,
+    records,
+    throwaway_postgres,
+)
 
 from mlrepo.prediction_store import engine_url, metadata, migrations, prediction_log
 
@@ -41,24 +49,7 @@ def postgres() -> Iterator[Postgres | str]:
     if external.startswith(("postgresql", "postgres://")):
         yield external
         return
-    binaries = postgres_binaries()
-    if binaries is None:
-        pytest.skip(
-            "PostgreSQL tests skipped: no initdb/pg_ctl found (apt-get install -y postgresql) "
-            "and DATABASE_URL is not a PostgreSQL URL"
-        )
-    if os.geteuid() == 0:
-        try:
-            import pwd
-
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("PostgreSQL tests skipped: running as root and no 'postgres' user")
-    server = Postgres(binaries)
-    try:
-        yield server
-    finally:
-        server.destroy()
+    yield from throwaway_postgres(" and DATABASE_URL is not a PostgreSQL URL")
 
 
 @dataclass
@@ -122,16 +113,6 @@ def _stopped(server: Postgres) -> Iterator[None]:
         yield
     finally:
         server.start()
-
-
-def fast_log(url: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": url,
-        "MLREPO_LOG_FLUSH_SECONDS": "0.05",
-        "MLREPO_LOG_RETRY_MAX_SECONDS": "0.5",
-        "MLREPO_LOG_PING_SECONDS": "0.2",
-        **extra,
-    }
 
 
 @dataclass

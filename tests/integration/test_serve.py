@@ -34,11 +34,8 @@ def server(project: Project) -> Iterator[Server]:
         "DATABASE_URL": f"sqlite:///{project.root / 'predictions.db'}",
         "MLREPO_MAX_BATCH_ROWS": str(MAX_BATCH),
     }
-    server = Server(project.root, env, "--model", "workspace")
-    try:
+    with Server(project.root, env, "--model", "workspace") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,9 @@ def install(source: Project, target: Project) -> None:
 @pytest.fixture
 def server(project: Project) -> Iterator[Server]:
     env = {"MLREPO_PREDICTION_LOG": "off", **KEYS}
-    server = Server(project.root, env, "--model", "workspace")
-    server.client.headers["X-API-Key"] = "client-secret"
-    try:
+    with Server(project.root, env, "--model", "workspace") as server:
+        server.client.headers["X-API-Key"] = "client-secret"
         yield server
-    finally:
-        server.stop()
 
 
 def version(server: Server) -> str:

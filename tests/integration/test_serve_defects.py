@@ -24,13 +24,7 @@ import httpx
 import jsonschema
 import pytest
 from dvc_harness import Repo
-from serve_harness import Project, Server, build_project, records
-
-LOG_ENV = {
-    "MLREPO_LOG_FLUSH_SECONDS": "0.05",
-    "MLREPO_LOG_RETRY_MAX_SECONDS": "0.5",
-    "MLREPO_LOG_PING_SECONDS": "0.2",
-}
+from serve_harness import Project, Server, build_project, fast_log, records
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +34,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 @pytest.fixture(scope="module")
 def server(project: Project) -> Iterator[Server]:
-    env = {"DATABASE_URL": f"sqlite:///{project.root / 'logs' / 'predictions.db'}", **LOG_ENV}
-    server = Server(project.root, env, "--model", "workspace")
-    try:
+    env = fast_log(f"sqlite:///{project.root / 'logs' / 'predictions.db'}")
+    with Server(project.root, env, "--model", "workspace") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +67,7 @@ def test_the_log_reopens_a_sqlite_file_whose_directory_was_replaced_under_load(
 ) -> None:
     folder = tmp_path / "logdir"
     path = folder / "predictions.db"
-    server = Server(
-        project.root, {"DATABASE_URL": f"sqlite:///{path}", **LOG_ENV}, "--model", "workspace"
-    )
+    server = Server(project.root, fast_log(f"sqlite:///{path}"), "--model", "workspace")
     body = records(project.features.iloc[:1])[0]
     answered: list[tuple[float, str]] = []  # (time the request was sent, request id)
     stop = threading.Event()
@@ -124,9 +113,7 @@ def test_the_service_stays_ready_while_the_log_database_is_unusable(
     # A directory where the database file should be: no log, but predictions go on.
     path = tmp_path / "predictions.db"
     path.mkdir()
-    server = Server(
-        project.root, {"DATABASE_URL": f"sqlite:///{path}", **LOG_ENV}, "--model", "workspace"
-    )
+    server = Server(project.root, fast_log(f"sqlite:///{path}"), "--model", "workspace")
     try:
         server.wait_until(lambda: server.ready()["database"]["status"] == "down", what="down")
         ready = server.ready()

@@ -61,11 +61,8 @@ def project(tmp_path: Path) -> Project:
 @pytest.fixture
 def server(project: Project) -> Iterator[Server]:
     record_drift(project.root, drift(0.375, 1))
-    server = Server(project.root, ENV, "--model", "main")
-    try:
+    with Server(project.root, ENV, "--model", "main") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def committed_drift(root: Path, rev: str) -> dict[str, Any]:

@@ -66,6 +66,23 @@ def small_train() -> Callable[..., TrainParams]:
 
 
 @pytest.fixture
+def metric_names() -> list[str]:
+    """The metrics train's CV and evaluate both report, as the tests expect them (written out
+    here rather than read from the code under test)."""
+    return [
+        "accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "precision_weighted",
+        "recall_weighted",
+        "f1_weighted",
+        "roc_auc",
+        "log_loss",
+    ]
+
+
+@pytest.fixture
 def params_file(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
     """``params_file(raw)``: a params.yaml in tmp_path holding ``raw`` (the rest defaults)."""
 

@@ -278,20 +278,12 @@ def test_a_shift_of_the_predicted_classes_is_detected(
     reference, test = _split.train, _split.test
     mostly_one = pd.concat([test[test["target"] == 1], test.iloc[:5]], ignore_index=True)
     ref_classes = predicted_classes(predictor, reference, "reference")
-    same = detect_drift(
-        reference,
-        test,
-        schema.features,
-        PARAMS,
-        (ref_classes, predicted_classes(predictor, test, "current")),
-    )
-    shifted = detect_drift(
-        reference,
-        mostly_one,
-        schema.features,
-        PARAMS,
-        (ref_classes, predicted_classes(predictor, mostly_one, "current")),
-    )
+
+    def drift_of(current: pd.DataFrame) -> DriftResult:
+        classes = (ref_classes, predicted_classes(predictor, current, "current"))
+        return detect_drift(reference, current, schema.features, PARAMS, classes)
+
+    same, shifted = drift_of(test), drift_of(mostly_one)
     assert same.prediction is not None and not same.prediction.drift
     assert shifted.prediction is not None and shifted.prediction.drift
     assert shifted.prediction.test == "z"  # two classes, 240 reference rows
@@ -516,31 +508,37 @@ def tables(
     return write
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    code = main(["drift", "--reference", str(tmp_path / "reference.parquet"), *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+@pytest.fixture
+def drift_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[int, str, str]]:
+    """``drift_cli(*args)``: exit code, stdout and stderr of ``mlrepo drift --reference
+    reference.parquet *args`` run in tmp_path (no params.yaml: the documented defaults apply)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["drift", "--reference", str(tmp_path / "reference.parquet"), *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 def test_the_command_exits_0_without_drift_and_3_with_it(
     tmp_path: Path,
     tables: Callable[[pd.DataFrame], str],
     small: tuple[pd.DataFrame, pd.DataFrame, list[Feature]],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    drift_cli: Callable[..., tuple[int, str, str]],
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no params.yaml here: the documented defaults apply
     _, current, _ = small
-    code, out, _ = run_cli(capsys, tmp_path, "--current", tables(current))
+    code, out, _ = drift_cli("--current", tables(current))
     assert code == EXIT_NO_DRIFT == 0
     assert "dataset drift: no (1 of 22 features drifted" in out  # cat_1, by chance
     moved = current
     for i in range(12):
         moved = shifted_mean(moved, f"num_{i:02d}", 1.0)
     report = tmp_path / "out" / "drift.md"
-    code, out, _ = run_cli(
-        capsys, tmp_path, "--current", tables(moved), "--json", "--report", str(report)
-    )
+    code, out, _ = drift_cli("--current", tables(moved), "--json", "--report", str(report))
     assert code == EXIT_DRIFT == 3
     result = json.loads(out)
     assert result["dataset_drift"] == 1 and result["n_drifted"] == 13  # with cat_1
@@ -550,19 +548,14 @@ def test_the_command_exits_0_without_drift_and_3_with_it(
 
 
 def test_the_command_exits_2_with_one_clear_message_on_bad_input(
-    tmp_path: Path,
     tables: Callable[[pd.DataFrame], str],
     small: tuple[pd.DataFrame, pd.DataFrame, list[Feature]],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    drift_cli: Callable[..., tuple[int, str, str]],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(capsys, tmp_path, "--current", tables(small[1].drop(columns="num_09")))
+    code, _, err = drift_cli("--current", tables(small[1].drop(columns="num_09")))
     assert code == EXIT_USER_ERROR
     assert "column 'num_09': required column is missing" in err and "Traceback" not in err
-    code, _, err = run_cli(
-        capsys, tmp_path, "--since", "2026-11-01", "--database-url", "sqlite:///none.db"
-    )
+    code, _, err = drift_cli("--since", "2026-11-01", "--database-url", "sqlite:///none.db")
     assert code == EXIT_USER_ERROR and "no such database file" in err
     with pytest.raises(SystemExit) as caught:  # argparse: --current or a window is required
         main(["drift", "--reference", "x.parquet"])

@@ -31,20 +31,6 @@ from mlrepo.stages.generate import synthesize
 from mlrepo.stages.train import train
 from mlrepo.stages.validate import validate
 
-SCORES = {
-    "accuracy",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "roc_auc",
-    "log_loss",
-    "n_test",
-    "min_accuracy",
-    "promotable",
-}
 LABELS = {2: ["churn", "stay"], 3: ["bronze", "gold", "silver"]}
 FAST = EvaluateParams(importance_repeats=2)
 
@@ -63,6 +49,12 @@ def trained_on_strings(
     return trained.pipeline, split.test, result.schema
 
 
+@pytest.fixture
+def score_names(metric_names: list[str]) -> set[str]:
+    """Every key of metrics/evaluate.json: the metrics, the test size and the promotion mark."""
+    return {*metric_names, "n_test", "min_accuracy", "promotable"}
+
+
 @pytest.fixture(params=[2, 3], ids=["binary", "3-class"])
 def model(
     request: pytest.FixtureRequest,
@@ -72,11 +64,13 @@ def model(
     return trained_on_strings(small_generate, small_train, request.param)
 
 
-def test_metrics_for_string_labels(model: tuple[Pipeline, pd.DataFrame, FeatureSchema]) -> None:
+def test_metrics_for_string_labels(
+    model: tuple[Pipeline, pd.DataFrame, FeatureSchema], score_names: set[str]
+) -> None:
     pipeline, test, schema = model
     result = evaluate(pipeline, test, schema, FAST)
     scores = result.scores
-    assert set(scores) == SCORES
+    assert set(scores) == score_names
     assert scores["n_test"] == len(test) == 60
     y = test["target"].to_numpy()
     x = test[schema.names]
@@ -89,7 +83,7 @@ def test_metrics_for_string_labels(model: tuple[Pipeline, pd.DataFrame, FeatureS
     else:
         expected_auc = roc_auc_score(y, proba, multi_class="ovr", labels=schema.classes)
     assert scores["roc_auc"] == pytest.approx(expected_auc)
-    for key in SCORES - {"n_test", "min_accuracy", "promotable", "log_loss"}:
+    for key in score_names - {"n_test", "min_accuracy", "promotable", "log_loss"}:
         assert 0.0 <= scores[key] <= 1.0, key
     assert scores["accuracy"] > 0.6
     assert set(schema.classes) <= set(result.per_class)
@@ -170,7 +164,7 @@ def written(
 
 
 def test_write_outputs_writes_every_file_and_pngs_are_byte_identical(
-    tmp_path: Path, model: tuple[Pipeline, pd.DataFrame, FeatureSchema]
+    tmp_path: Path, model: tuple[Pipeline, pd.DataFrame, FeatureSchema], score_names: set[str]
 ) -> None:
     pipeline, test, schema = model
     first = written(tmp_path / "a", evaluate(pipeline, test, schema, FAST), test, schema)
@@ -188,7 +182,7 @@ def test_write_outputs_writes_every_file_and_pngs_are_byte_identical(
     for key, header in headers.items():
         assert first[key].read_text().splitlines()[0] == header
     metrics = json.loads(first["metrics"].read_text())
-    assert set(metrics) == SCORES
+    assert set(metrics) == score_names
     assert list(metrics) == sorted(metrics)
     assert isinstance(metrics["promotable"], bool)
     per_class = json.loads(first["per_class"].read_text())

@@ -117,12 +117,18 @@ def test_file_source_reads_csv_and_parquet_with_string_labels(
     assert frame.attrs["source"] == str(path)
 
 
-def test_missing_target_column_suggests_the_close_name(tmp_path: Path) -> None:
+def missing_target_message(tmp_path: Path, target: str) -> tuple[Path, str]:
+    """The table of ``string_label_table`` as a CSV file, and the error of loading it with
+    ``target`` as the target column."""
     path = tmp_path / "customers.csv"
     string_label_table().to_csv(path, index=False)
     with pytest.raises(DataError) as caught:
-        load_source(str(path), "churned")
-    message = str(caught.value)
+        load_source(str(path), target)
+    return path, str(caught.value)
+
+
+def test_missing_target_column_suggests_the_close_name(tmp_path: Path) -> None:
+    path, message = missing_target_message(tmp_path, "churned")
     assert str(path) in message
     assert "target column 'churned' not found" in message
     assert "did you mean 'Churned'?" in message
@@ -130,11 +136,7 @@ def test_missing_target_column_suggests_the_close_name(tmp_path: Path) -> None:
 
 
 def test_missing_target_column_without_a_close_name_lists_the_columns(tmp_path: Path) -> None:
-    path = tmp_path / "customers.csv"
-    string_label_table().to_csv(path, index=False)
-    with pytest.raises(DataError) as caught:
-        load_source(str(path), "label")
-    message = str(caught.value)
+    _, message = missing_target_message(tmp_path, "label")
     assert "columns: age, plan, Churned" in message
     assert "did you mean" not in message
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from dvc_harness import copy_tracked_files
 from sklearn.pipeline import Pipeline
 from sklearn.semi_supervised import LabelSpreading
 
@@ -57,16 +57,7 @@ def _agree(onnx: np.ndarray, sklearn: np.ndarray, classes: list[object]) -> None
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git copy of the project (tracked and new, not ignored, files) after `dvc repro export`."""
     root = tmp_path_factory.mktemp("reproduced")
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        if (PROJECT / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / name, root / name)
+    copy_tracked_files(PROJECT, root)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     env |= {"PYTHONPATH": str(root / "src"), "DVC_NO_ANALYTICS": "1"}
