@@ -98,6 +98,22 @@ def _feature_names(preprocessor: ColumnTransformer) -> list[str]:
     return [str(name) for name in preprocessor.get_feature_names_out()]
 
 
+def _persist(*collections: Any) -> list[Any]:
+    """The collections computed together on the workers (each partition read and encoded
+    once) and held there for the fit; a worker lost meanwhile raises here, as Dask reports it."""
+    from distributed import futures_of, wait
+
+    remote = cluster.current()
+    assert remote is not None
+    persisted = list(remote.client.persist(list(collections)))
+    futures = futures_of(persisted)
+    wait(futures)
+    for future in futures:
+        if future.status != "finished":
+            future.result()  # raises the task's error, or KilledWorker
+    return persisted
+
+
 def fit(
     split: Any,
     n_rows: int,
@@ -141,14 +157,11 @@ def fit(
     if stop:
         share = values["validation_fraction"]
         kept, held_out = encoded.random_split([1 - share, share], random_state=params.seed)
-        model.fit(
-            kept[names],
-            kept[LABEL],
-            eval_set=[(held_out[names], held_out[LABEL])],
-            verbose=False,
-        )
+        x, y, x_eval, y_eval = _persist(kept[names], kept[LABEL], held_out[names], held_out[LABEL])
+        model.fit(x, y, eval_set=[(x_eval, y_eval)], verbose=False)
     else:
-        model.fit(encoded[names], encoded[LABEL], verbose=False)
+        x, y = _persist(encoded[names], encoded[LABEL])
+        model.fit(x, y, verbose=False)
 
     booster = model.get_booster()
     booster.feature_names = None  # the pipeline hands the model the preprocessor's arrays
