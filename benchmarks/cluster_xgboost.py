@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cluster import build_split  # benchmarks/cluster.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -36,13 +37,6 @@ TRAIN_ARGS = [
     "--train", "data/split/train.parquet", "--schema", "data/schema.json",
     "--preprocessor", "models/preprocessor.joblib",
 ]  # fmt: skip
-
-
-def stage(name: str, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-    subprocess.run(
-        [str(BIN / "python"), "-m", f"mlrepo.stages.{name}", *args],
-        cwd=cwd, env=env, check=True, stdin=subprocess.DEVNULL, capture_output=True,
-    )  # fmt: skip
 
 
 def prepare(work: Path, rows: int, env: dict[str, str]) -> None:
@@ -54,22 +48,7 @@ def prepare(work: Path, rows: int, env: dict[str, str]) -> None:
         (work / f"{name}.yaml").write_text(yaml.safe_dump(params))
         (work / name).mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    (work / "data" / "split").mkdir(parents=True)
-    (work / "models").mkdir()
-    stage("generate", ["--out", "data/raw.parquet"], work, env)
-    stage(
-        "validate",
-        ["--data", "data/raw.parquet", "--out", "data/validated.parquet", "--schema",
-         "data/schema.json", "--report", "validation.json"],
-        work, env,
-    )  # fmt: skip
-    stage(
-        "featurize",
-        ["--data", "data/validated.parquet", "--schema", "data/schema.json", "--train",
-         "data/split/train.parquet", "--test", "data/split/test.parquet", "--preprocessor",
-         "models/preprocessor.joblib"],
-        work, env,
-    )  # fmt: skip
+    build_split(work, env)
 
 
 class PeakMemory:

@@ -82,7 +82,13 @@ def cv_sample(split: Any, n_rows: int, params: TrainParams) -> pd.DataFrame:
     assert params.cv_max_rows is not None  # TrainParams refuses null with distributed
     fraction = params.cv_max_rows / n_rows
     sample = split if fraction >= 1 else split.sample(frac=fraction, random_state=params.seed)
-    frame: pd.DataFrame = sample.compute().reset_index(drop=True)
+    try:
+        frame: pd.DataFrame = sample.compute().reset_index(drop=True)
+    except FileNotFoundError as exc:  # the first pass over the split, run by the workers
+        raise DataError(
+            f"the Dask workers cannot open the training split ({exc}). Fix: put it on storage"
+            " every worker mounts at the same path, or run the workers on this machine"
+        ) from None
     return frame
 
 

@@ -20,7 +20,7 @@ import pytest
 from xgboost import XGBClassifier
 
 from mlrepo import cluster, xgboost_dask
-from mlrepo.errors import run_cli
+from mlrepo.errors import DataError, run_cli
 from mlrepo.io import write_json
 from mlrepo.models import Booster
 from mlrepo.params import FeaturizeParams, TrainParams, ValidateParams
@@ -137,3 +137,17 @@ def test_distributed_without_a_scheduler_is_a_clear_error(
     err = capsys.readouterr().err
     assert "error: train.distributed is true but DASK_SCHEDULER_ADDRESS is not set" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_split_the_workers_cannot_open_is_a_clear_error(
+    local_cluster: str,
+    train_parquet: Path,
+    labelled: tuple[Split, FeatureSchema],
+    small_train: Callable[..., TrainParams],
+) -> None:
+    schema = labelled[1]
+    with cluster.connect():
+        split = xgboost_dask.read_split(train_parquet, [*schema.names, schema.target])
+        train_parquet.unlink()  # here when the graph was built, gone when the workers read it
+        with pytest.raises(DataError, match="the Dask workers cannot open the training split"):
+            xgboost_dask.cv_sample(split, 240, distributed_params(small_train))
