@@ -267,11 +267,14 @@ class TrainParams(Section):
         return n_jobs
 
     @model_validator(mode="after")
-    def _search_has_space(self) -> TrainParams:
+    def _consistent(self) -> TrainParams:
         if self.search != "none" and not self.search_space:
             raise ValueError(f"search is '{self.search}' but search_space is empty")
         if self.distributed and self.model != "xgboost":
-            raise ValueError(f"distributed is true but model is '{self.model}'; only xgboost")
+            raise ValueError(
+                f"distributed is true but model is '{self.model}': only xgboost trains on the"
+                " cluster (xgboost.dask); set model: xgboost or distributed: false"
+            )
         if self.distributed and self.cv_max_rows is None:
             raise ValueError(
                 "distributed is true but cv_max_rows is null: CV would gather every row into"

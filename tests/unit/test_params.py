@@ -302,7 +302,8 @@ def test_search_without_a_space_is_rejected() -> None:
 
 def test_distributed_training_is_for_xgboost_only() -> None:
     message = problem_message({"train": {"distributed": True}})
-    assert "train: distributed is true but model is 'random_forest'; only xgboost" in message
+    assert "train: distributed is true but model is 'random_forest': only xgboost" in message
+    assert "set model: xgboost or distributed: false" in message
     assert parse_params({"train": {"model": "xgboost", "distributed": True}}).train.distributed
 
 
