@@ -54,7 +54,14 @@ def prepare(work: Path, rows: int, env: dict[str, str]) -> None:
     params["generate"]["n_samples"] = rows
     params["train"].update(search="grid", search_space=GRID, n_jobs=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    for sub in ("data/split", "models", "metrics", "local", "cluster"):
+    for sub in ("local", "cluster"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    build_split(work, env)
+
+
+def build_split(work: Path, env: dict[str, str]) -> None:
+    """train's inputs from work/params.yaml: the generate, validate and featurize stages."""
+    for sub in ("data/split", "models", "metrics"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     stage("generate", ["--out", "data/raw.parquet"], work, env)
     stage(

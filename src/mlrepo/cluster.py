@@ -6,6 +6,9 @@ it connects a ``distributed.Client`` and makes joblib's dask backend the active 
 (candidate, fold) fits that :func:`mlrepo.cores.run` hands to joblib become tasks on the
 cluster; without one it does nothing. ``python -m mlrepo.cluster up|down`` (``make cluster``)
 starts and stops a cluster of real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1.
+
+The one output that does depend on the cluster is opted into by a param: with
+``train.distributed: true`` the final xgboost fit runs there too (:mod:`mlrepo.xgboost_dask`).
 """
 
 from __future__ import annotations

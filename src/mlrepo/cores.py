@@ -11,7 +11,9 @@ count changes a fitted model or a score, so outputs do not depend on the machine
 
 On a Dask cluster (:mod:`mlrepo.cluster`), the several fits are planned against the cluster's
 worker threads instead of this machine's cores and run there; a single fit (the final one) still
-runs here, planned as without a cluster, so the model written is the same either way.
+runs here, planned as without a cluster, so the model written is the same either way
+(``train.distributed: true`` is the exception: its final fit is ``xgboost.dask``'s, on the
+cluster).
 """
 
 from __future__ import annotations

@@ -157,6 +157,18 @@ class Booster(ClassifierMixin, BaseEstimator):
         return labels
 
 
+def fitted_with(unfitted: Booster, model: Any, classes: np.ndarray, n_iter: int) -> Booster:
+    """``unfitted`` holding ``model``, a library model fitted elsewhere on the label codes of
+    ``classes`` (xgboost.dask on a cluster): the same fitted object, with the same attributes,
+    as :meth:`Booster.fit` makes, so export, predict and serve take it as any other."""
+    booster = clone(unfitted)
+    booster.estimator_ = model
+    booster.classes_ = np.asarray(classes)
+    booster.n_features_in_ = model.n_features_in_
+    booster.n_iter_ = n_iter
+    return booster
+
+
 def _forget_thread_count(model: Any) -> None:
     """Drop what the training thread count changes in a fitted LightGBM model but not its trees
     (deterministic, column-wise histograms), so that model.joblib does not depend on the cores

@@ -141,6 +141,9 @@ class TrainParams(Section):
     search_space: dict[str, list[Any]] = {}
     search_iterations: PositiveInt = 10
     scoring: Scoring = "accuracy"
+    # xgboost only: the final fit with xgboost.dask on the Dask cluster, reading the split
+    # partition by partition (a table larger than one machine's memory); see mlrepo.xgboost_dask.
+    distributed: bool = False
     random_forest: RandomForestParams = RandomForestParams()
     gradient_boosting: GradientBoostingParams = GradientBoostingParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
@@ -178,9 +181,19 @@ class TrainParams(Section):
         return n_jobs
 
     @model_validator(mode="after")
-    def _search_has_space(self) -> TrainParams:
+    def _consistent(self) -> TrainParams:
         if self.search != "none" and not self.search_space:
             raise ValueError(f"search is '{self.search}' but search_space is empty")
+        if self.distributed and self.model != "xgboost":
+            raise ValueError(
+                f"distributed is true but model is '{self.model}': only xgboost trains on the"
+                " cluster (xgboost.dask); set model: xgboost or distributed: false"
+            )
+        if self.distributed and self.cv_max_rows is None:
+            raise ValueError(
+                "distributed is true but cv_max_rows is null: CV would gather every row into"
+                " one process; give a row count"
+            )
         return self
 
     def model_params(self) -> Section:

@@ -42,10 +42,19 @@ class DaskCluster:
                 start_new_session=True,
             )  # fmt: skip
 
-    def start(self, n_workers: int, no_workers_timeout: str = "60s") -> None:
+    def start(
+        self,
+        n_workers: int,
+        no_workers_timeout: str = "60s",
+        worker_options: tuple[str, ...] = (),
+        config: dict[str, str] | None = None,
+    ) -> None:
+        """``worker_options`` go to every ``dask worker``; ``config`` holds more Dask settings
+        (``DASK_...`` variables) of the scheduler and workers."""
         env = {
             **base_env(self.repo.root),
             "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": no_workers_timeout,
+            **(config or {}),
         }
         scheduler_file = self.directory / "scheduler.json"
         self.scheduler = self._spawn(
@@ -75,6 +84,7 @@ class DaskCluster:
                         "--no-dashboard",
                         "--name",
                         f"worker-{n}",
+                        *worker_options,
                     ],
                     env,
                 )
@@ -123,13 +133,18 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 @contextmanager
 def dask_cluster(
-    repo: Repo, directory: Path, n_workers: int = 2, no_workers_timeout: str = "60s"
+    repo: Repo,
+    directory: Path,
+    n_workers: int = 2,
+    no_workers_timeout: str = "60s",
+    worker_options: tuple[str, ...] = (),
+    config: dict[str, str] | None = None,
 ) -> Iterator[DaskCluster]:
     """A running cluster for ``repo``'s code, stopped on the way out whatever happened."""
     directory.mkdir(parents=True, exist_ok=True)
     cluster = DaskCluster(repo, directory)
     try:
-        cluster.start(n_workers, no_workers_timeout)
+        cluster.start(n_workers, no_workers_timeout, worker_options, config)
         yield cluster
     finally:
         cluster.stop()

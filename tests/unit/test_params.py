@@ -300,6 +300,20 @@ def test_search_without_a_space_is_rejected() -> None:
     assert "train" in message and "search_space is empty" in message
 
 
+def test_distributed_training_is_for_xgboost_only() -> None:
+    message = problem_message({"train": {"distributed": True}})
+    assert "train: distributed is true but model is 'random_forest': only xgboost" in message
+    assert "set model: xgboost or distributed: false" in message
+    assert parse_params({"train": {"model": "xgboost", "distributed": True}}).train.distributed
+
+
+def test_distributed_training_needs_a_cv_row_count() -> None:
+    message = problem_message(
+        {"train": {"model": "xgboost", "distributed": True, "cv_max_rows": None}}
+    )
+    assert "distributed is true but cv_max_rows is null" in message
+
+
 def test_every_problem_is_reported_at_once() -> None:
     message = problem_message(
         {

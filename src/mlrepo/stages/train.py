@@ -1,10 +1,12 @@
 """Stage 4, train: cross-validate, optionally search hyperparameters, fit the final Pipeline.
 
 The output is one scikit-learn ``Pipeline`` (the fitted preprocessor from featurize + the model)
-and a metadata file (params, data hash, library versions, classes, feature schema). ``dvc.yaml``
-runs ``python -m mlrepo.stages.train --train data/split/train.parquet --schema data/schema.json
---preprocessor models/preprocessor.joblib --model models/model.joblib --meta models/model.json
---metrics metrics/train.json``.
+and a metadata file (params, data hash, library versions, classes, feature schema); the metrics
+hold the CV scores, the rows used and, with a search, every candidate's scores. With
+``DASK_SCHEDULER_ADDRESS`` set, the CV and search fits run on that Dask cluster
+(:mod:`mlrepo.cluster`) and the outputs do not change. With ``train.distributed: true``
+(xgboost only) the stage never reads the split whole: CV and search run on a seeded sample and
+the final fit runs on the cluster with ``xgboost.dask`` (:mod:`mlrepo.xgboost_dask`).
 """
 
 from __future__ import annotations
@@ -131,16 +133,30 @@ def candidates(params: TrainParams) -> list[dict[str, Any]]:
     return [{}]
 
 
-def train(
-    frame: pd.DataFrame, schema: FeatureSchema, preprocessor: ColumnTransformer, params: TrainParams
-) -> Trained:
-    """Cross-validate each candidate, pick the best by ``train.scoring``, fit it on all of train."""
-    x, y = frame[schema.names], frame[schema.target]
-    cv_x, cv_y = cv_sample(x, y, params)
+@dataclass
+class Selection:
+    """The candidate CV picked: its params and scores, every candidate's scores (with a search)."""
+
+    best_params: dict[str, Any]
+    cv: dict[str, float]
+    candidates: list[dict[str, Any]]
+    cv_rows: int
+
+
+def select(
+    cv_x: pd.DataFrame,
+    cv_y: pd.Series,
+    schema: FeatureSchema,
+    preprocessor: ColumnTransformer,
+    params: TrainParams,
+    n_rows: int,
+) -> Selection:
+    """Cross-validate each candidate on ``cv_x`` (the ``n_rows`` training rows or a sample of
+    them) and pick the best by ``train.scoring``."""
     smallest = int(cv_y.value_counts().min())
     if smallest < params.cv_folds:
         sampled = (
-            f" of the {len(cv_x)} sampled for CV (train.cv_max_rows)" if len(cv_x) < len(x) else ""
+            f" of the {len(cv_x)} sampled for CV (train.cv_max_rows)" if len(cv_x) < n_rows else ""
         )
         raise DataError(
             f"train.cv_folds={params.cv_folds} but the smallest class has {smallest} training"
@@ -163,9 +179,21 @@ def train(
                 _score(result["cv"], params),
             )
     best = max(results, key=lambda r: _score(r["cv"], params))  # first best on ties
+    return Selection(
+        best["params"], best["cv"], results if len(results) > 1 else [], cv_rows=len(cv_x)
+    )
+
+
+def train(
+    frame: pd.DataFrame, schema: FeatureSchema, preprocessor: ColumnTransformer, params: TrainParams
+) -> Trained:
+    """Cross-validate each candidate, pick the best by ``train.scoring``, fit it on all of train."""
+    x, y = frame[schema.names], frame[schema.target]
+    cv_x, cv_y = cv_sample(x, y, params)
+    chosen = select(cv_x, cv_y, schema, preprocessor, params, len(x))
     plan = cores.plan(1, len(x), params.n_jobs)
-    log.info("final fit on %d rows with %d thread(s)", len(x), plan.threads)
-    model = build_estimator(params, best["params"], threads=plan.threads)
+    get_logger().info("final fit on %d rows with %d thread(s)", len(x), plan.threads)
+    model = build_estimator(params, chosen.best_params, threads=plan.threads)
     with (
         threadpool_limits(plan.threads),
         progress.heartbeat(f"final {params.model} fit"),
@@ -175,12 +203,40 @@ def train(
     n_iter = getattr(model, "n_iter_", None)
     return Trained(
         pipeline,
-        best["cv"],
-        best["params"],
-        results if len(results) > 1 else [],
-        cv_rows=len(cv_x),
+        chosen.cv,
+        chosen.best_params,
+        chosen.candidates,
+        cv_rows=chosen.cv_rows,
         n_iter=None if n_iter is None else int(np.max(n_iter)),
     )
+
+
+def train_distributed(
+    path: str, schema: FeatureSchema, preprocessor: ColumnTransformer, params: TrainParams
+) -> tuple[Trained, int]:
+    """:func:`train` for a split too large for this process, with the model and its rows:
+    CV and search on a seeded sample of the split, the final fit with ``xgboost.dask`` on the
+    connected cluster (:mod:`mlrepo.xgboost_dask`)."""
+    from mlrepo import xgboost_dask  # late: the local path does not import dask.dataframe
+
+    n_rows = xgboost_dask.row_count(path)
+    split = xgboost_dask.read_split(path, [*schema.names, schema.target])
+    sample = xgboost_dask.cv_sample(split, n_rows, params)
+    x, y = sample[schema.names], sample[schema.target]
+    chosen = select(x, y, schema, preprocessor, params, n_rows)
+    del sample, x, y
+    with progress.heartbeat("final xgboost.dask fit"):
+        model = xgboost_dask.fit(split, n_rows, schema, preprocessor, params, chosen.best_params)
+    pipeline = Pipeline([("preprocess", preprocessor), ("model", for_prediction(model))])
+    trained = Trained(
+        pipeline,
+        chosen.cv,
+        chosen.best_params,
+        chosen.candidates,
+        cv_rows=chosen.cv_rows,
+        n_iter=model.n_iter_,
+    )
+    return trained, n_rows
 
 
 def _score(cv: dict[str, float], params: TrainParams) -> float:
@@ -220,17 +276,29 @@ def main(argv: list[str] | None = None) -> int:
     log = setup_logging("train")
     params = load_params(args.params).train
     schema = FeatureSchema.model_validate(read_json(args.schema))
-    frame = read_table(args.train)
     preprocessor = joblib.load(args.preprocessor)
-    with timed(f"train {params.model} ({len(frame)} rows)"), cluster.connect():
-        trained = train(frame, schema, preprocessor, params)
+    if params.distributed:
+        if cluster.address() is None:
+            raise cluster.ClusterError(
+                f"train.distributed is true but {cluster.ADDRESS_VARIABLE} is not set: the final"
+                " fit runs on a Dask cluster. Fix: start one (make cluster) and export the"
+                " address it prints, or set train.distributed: false"
+            )
+        with timed(f"train {params.model} with xgboost.dask"), cluster.connect():
+            trained, n_rows = train_distributed(args.train, schema, preprocessor, params)
+    else:
+        frame = read_table(args.train)
+        n_rows = len(frame)
+        with timed(f"train {params.model} ({n_rows} rows)"), cluster.connect():
+            trained = train(frame, schema, preprocessor, params)
+        del frame
     write_with(args.model, lambda tmp: joblib.dump(trained.pipeline, tmp))
-    write_json(metadata(trained, schema, params, file_md5(args.train), len(frame)), args.meta)
+    write_json(metadata(trained, schema, params, file_md5(args.train), n_rows), args.meta)
     write_json(
         {
             "cv": trained.cv,
             "cv_rows": trained.cv_rows,
-            "train_rows": len(frame),
+            "train_rows": n_rows,
             "n_iter": trained.n_iter,
             "best_params": trained.best_params,
             "search": trained.candidates,
