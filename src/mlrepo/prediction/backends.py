@@ -32,6 +32,9 @@ from mlrepo.schema import FeatureSchema, Kind, coerce
 Backend = Literal["onnx", "sklearn"]
 # The ONNX input type of each feature kind: the dtypes the fitted pipeline sees after coerce.
 INPUT_TYPES: dict[Kind, str] = {"numeric": "tensor(double)", "categorical": "tensor(string)"}
+# A null category is unknown to the one-hot encoder in both backends (all zeros): the graph
+# takes it as the empty string.
+NULL_CATEGORY = ""
 
 
 class OnnxUnavailableError(MlrepoError):
@@ -45,6 +48,10 @@ class Predictor(Protocol):
     fallback_reason: str | None  # why ONNX is not used; None when it is
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def record_proba(self, values: list[Any]) -> np.ndarray | None:
+        """``predict_proba`` of one record already checked (values in schema order, numbers as
+        floats or None), or None when the backend has no faster way than its frame."""
 
 
 class SklearnPredictor:
@@ -62,6 +69,9 @@ class SklearnPredictor:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         proba: np.ndarray = self.pipeline.predict_proba(coerce(frame, self.schema))
         return proba
+
+    def record_proba(self, values: list[Any]) -> None:
+        return None  # the pipeline's own per-call cost dwarfs the frame's
 
 
 class OnnxPredictor:
@@ -93,6 +103,8 @@ class OnnxPredictor:
         self.classes = list(schema.classes)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self._kinds = [f.kind for f in schema.features]
+        self._proba_output = self.outputs[1:]
         expected = [INPUT_TYPES[f.kind] for f in schema.features]
         found = [i.type for i in self.session.get_inputs()]
         if found != expected or len(self.outputs) != 2:
@@ -114,13 +126,27 @@ class OnnxPredictor:
             columns = [
                 x[f.name].to_numpy(dtype=np.float64)
                 if f.kind == "numeric"
-                # A null category is unknown to the one-hot encoder in both backends: all zeros.
-                else x[f.name].fillna("").to_numpy(dtype=object)
+                else x[f.name].fillna(NULL_CATEGORY).to_numpy(dtype=object)
                 for f in self.schema.features
             ]
         return {
             name: values.reshape(-1, 1) for name, values in zip(self.inputs, columns, strict=True)
         }
+
+    def record_proba(self, values: list[Any]) -> np.ndarray:
+        """The probabilities of one record, its feeds built straight from the values: [1, 1]
+        per feature, as ``feeds`` would build them from the record's frame."""
+        feeds = {
+            name: np.array(
+                [[np.nan if value is None else value]]
+                if kind == "numeric"
+                else [[NULL_CATEGORY if value is None else value]],
+                dtype=np.float64 if kind == "numeric" else object,
+            )
+            for name, kind, value in zip(self.inputs, self._kinds, values, strict=True)
+        }
+        proba = self.session.run(self._proba_output, feeds)[0]
+        return np.asarray(proba, dtype=np.float64)
 
     def run(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The graph's two outputs as computed: predicted labels and probabilities."""

@@ -65,13 +65,25 @@ log = logging.getLogger("mlrepo.serve.prediction_log")
 
 
 @dataclass(frozen=True)
+class Records:
+    """Records' checked feature values as the request typed them, one list per record in
+    ``names`` order: a single record's log row without the cost of a frame."""
+
+    names: list[str]
+    values: list[list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
 class Entry:
     """One request's predictions, as the request path hands them over."""
 
     request_id: str
     created_at: datetime
     model_version: str
-    inputs: pd.DataFrame  # the checked feature values, one row per record
+    inputs: pd.DataFrame | Records  # the checked feature values, one row per record
     predicted: list[Any]  # predicted class per record
     classes: list[str]  # probability keys, in column order of ``proba``
     proba: np.ndarray
@@ -80,10 +92,12 @@ class Entry:
     def rows(self, start: int, stop: int) -> list[dict[str, Any]]:
         """Rows ``start:stop`` for the table, their JSON already serialized (the writer thread
         holds the GIL while it works, so its cost is the requests' cost too)."""
-        names = [str(c) for c in self.inputs.columns]
-        # One conversion of the block (Python floats and strings), not one per column: a
-        # single-record entry would otherwise cost ~1 ms of pandas overhead.
-        values = self.inputs.iloc[start:stop].to_numpy(dtype=object).tolist()
+        if isinstance(self.inputs, Records):
+            names, values = self.inputs.names, self.inputs.values[start:stop]
+        else:
+            names = [str(c) for c in self.inputs.columns]
+            # One conversion of the block (Python floats and strings), not one per column.
+            values = self.inputs.iloc[start:stop].to_numpy(dtype=object).tolist()
         inputs = [JsonText(dumps(dict(zip(names, row, strict=True)))) for row in values]
         return [
             {
