@@ -180,6 +180,8 @@ def _serve(args: argparse.Namespace) -> int:
         "max_batch_rows": args.max_batch_rows,
         "database_url": args.database_url,
         "prediction_log": False if args.no_log else None,
+        "workers": args.workers,
+        "onnx_intra_op_threads": args.onnx_threads,
     }
     settings = ServeSettings.from_env(**{k: v for k, v in options.items() if v is not None})
     if args.migrate:
@@ -224,6 +226,14 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--database-url", help="SQLAlchemy URL of the prediction log (default: $DATABASE_URL)"
     )
     serve.add_argument("--no-log", action="store_true", help="do not log predictions")
+    serve.add_argument(
+        "--workers", type=_positive_int, help="server processes (default: $MLREPO_WORKERS or 1)"
+    )
+    serve.add_argument(
+        "--onnx-threads",
+        type=_positive_int,
+        help="ONNX Runtime intra-op threads per worker (default: 1)",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request line")
     serve.add_argument(
         "--migrate",

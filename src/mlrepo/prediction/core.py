@@ -30,7 +30,7 @@ import pandas as pd
 from mlrepo.bundle import ModelBundle
 from mlrepo.errors import DataError
 from mlrepo.prediction import PREDICTION, BackendChoice, proba_column
-from mlrepo.prediction.backends import Predictor, load_predictor
+from mlrepo.prediction.backends import OnnxThreads, Predictor, load_predictor
 from mlrepo.schema import (
     Feature,
     FeatureSchema,
@@ -125,9 +125,12 @@ def load_model(
     return from_bundle(resolve(ref, root=root), backend)
 
 
-def from_bundle(bundle: ModelBundle, backend: BackendChoice = "auto") -> LoadedModel:
-    """Deserialize a verified bundle for ``backend``."""
-    return LoadedModel(bundle, load_predictor(bundle, backend), model_version(bundle))
+def from_bundle(
+    bundle: ModelBundle, backend: BackendChoice = "auto", onnx_threads: OnnxThreads = (1, 1)
+) -> LoadedModel:
+    """Deserialize a verified bundle for ``backend`` (``onnx_threads``: intra, inter op)."""
+    predictor = load_predictor(bundle, backend, onnx_threads)
+    return LoadedModel(bundle, predictor, model_version(bundle))
 
 
 def model_version(bundle: ModelBundle) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -134,13 +135,25 @@ def serve(
     access_log: bool = False,
     bundle: ModelBundle | None = None,
 ) -> None:
-    """Run the service with uvicorn until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the service with uvicorn until SIGINT/SIGTERM, then shut down gracefully.
+
+    With ``settings.workers`` > 1, uvicorn's supervisor starts that many processes, each
+    building the app from the environment (``create_app()``, the settings exported to it):
+    each resolves the model again and writes its own log rows (unique per request id).
+    """
     import uvicorn
 
     # One format for uvicorn's lines and ours (MLREPO_LOG_FORMAT=json: one JSON object a line).
     config = log_config(settings.log_format)
+    app: Any = f"{__name__}:create_app"
+    if settings.workers > 1:
+        os.environ.update(settings.to_env())
+    else:
+        app = create_app(settings, bundle)
     uvicorn.run(
-        create_app(settings, bundle),
+        app,
+        factory=settings.workers > 1,
+        workers=settings.workers,
         host=host,
         port=port,
         access_log=access_log,
