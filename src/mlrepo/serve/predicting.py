@@ -59,10 +59,7 @@ def add_predict_routes(app: FastAPI, serving: Serving, keyed: list[Any]) -> None
     async def predict(request: Request) -> Response:
         def one(active: Active, body: bytes, rid: str, started: float) -> dict[str, Any]:
             values = active.requests.record_values(body)
-            try:
-                predictions = active.model.predict_record(values, SERVICE_FIXES)
-            except InvalidInput as exc:
-                raise active.requests.invalid(exc.problems) from None
+            predictions = active.model.predict_record(values, SERVICE_FIXES)
             inputs = Records(active.requests.names, [values])
             result = _answer(serving, active, inputs, predictions, rid, started)
             return {**result.pop("predictions")[0], **result}
@@ -78,10 +75,7 @@ def add_predict_routes(app: FastAPI, serving: Serving, keyed: list[Any]) -> None
     async def predict_batch(request: Request) -> Response:
         def batch(active: Active, body: bytes, rid: str, started: float) -> dict[str, Any]:
             frame = active.requests.batch_frame(body)
-            try:
-                predictions = active.model.predict(frame, SERVICE_FIXES)
-            except InvalidInput as exc:
-                raise active.requests.invalid(exc.problems) from None
+            predictions = active.model.predict(frame, SERVICE_FIXES)
             return _answer(serving, active, frame, predictions, rid, started)
 
         return await _handle(request, serving, batch)
@@ -97,7 +91,14 @@ async def _handle(
     body = await json_body(request, serving.settings.max_body_bytes)
     active = serving.active  # this request's model, even if a reload lands meanwhile
     assert active is not None
-    return await answer(request, lambda: work(active, body, rid, started), rid, len(body))
+
+    def checked() -> dict[str, Any]:
+        try:
+            return work(active, body, rid, started)
+        except InvalidInput as exc:  # the core's verdict on the values, worded for HTTP
+            raise active.requests.invalid(exc.problems) from None
+
+    return await answer(request, checked, rid, len(body))
 
 
 def _answer(
