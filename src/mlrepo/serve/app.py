@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,22 +146,29 @@ def serve(
 
     # One format for uvicorn's lines and ours (MLREPO_LOG_FORMAT=json: one JSON object a line).
     config = log_config(settings.log_format)
-    app: Any = f"{__name__}:create_app"
-    if settings.workers > 1:
-        os.environ.update(settings.to_env())
-    else:
-        app = create_app(settings, bundle)
-    uvicorn.run(
-        app,
-        factory=settings.workers > 1,
-        workers=settings.workers,
-        host=host,
-        port=port,
-        access_log=access_log,
-        lifespan="on",
-        log_config=config,
-        log_level=config["loggers"]["mlrepo"]["level"].lower(),
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": access_log,
+        "lifespan": "on",
+        "log_config": config,
+        "log_level": config["loggers"]["mlrepo"]["level"].lower(),
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, bundle), **options)
+        return
+    os.environ.update(settings.to_env())
+    multi = uvicorn.Config(
+        f"{__name__}:create_app", factory=True, workers=settings.workers, **options
     )
+    sock = multi.bind_socket()
+    # uvicorn binds the workers' socket without IPPROTO_TCP, so asyncio does not set
+    # TCP_NODELAY on its connections: each answer (head and body, two writes) then waited
+    # for the client's delayed ACK, +40 ms. Accepted sockets inherit it from this one.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(multi, sockets=[sock]).run()
 
 
 def _add_routes(app: FastAPI, serving: Serving) -> None:
