@@ -51,13 +51,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.dml import Insert
 
 from mlrepo.errors import first_line
-from mlrepo.prediction_store import JsonText, LogSettings, build_engine, dumps, prediction_log
+from mlrepo.prediction_store import (
+    JsonText,
+    LogSettings,
+    build_engine,
+    dumps,
+    insert_rows,
+    prediction_log,
+)
 from mlrepo.serve.spill import SpillFile
 from mlrepo.serve.telemetry import Telemetry
 
@@ -165,7 +170,6 @@ class PredictionLog:
             else None
         )
         self._sqlite_identity: tuple[int, int] | None = None
-        self._sqlite_insert: tuple[str, list[str], list[Any]] | None = None
 
     @property
     def backend(self) -> str:
@@ -313,7 +317,7 @@ class PredictionLog:
             rows, offset = self.spill.read(self.settings.batch_rows)
             if rows:
                 with self.engine.begin() as connection:
-                    self._insert_rows(connection, rows)
+                    insert_rows(connection, rows)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return
@@ -329,7 +333,7 @@ class PredictionLog:
         try:
             self._ensure_table()
             with self.engine.begin() as connection:
-                self._insert_rows(connection, rows)
+                insert_rows(connection, rows)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return False
@@ -378,42 +382,6 @@ class PredictionLog:
         self._table_ready = False
         self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def _insert_rows(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows`` (ignoring any already there). On SQLite the statement is compiled
-        once and the rows go to sqlite3's executemany as tuples, each value through the
-        column type's own bind processor (the bytes SQLAlchemy would store): its generic
-        per-row work was 2/3 of a 10k-row write, on this thread, holding the GIL."""
-        if self.engine.dialect.name != "sqlite" or not rows:
-            connection.execute(self._insert(), rows)
-            return
-        if self._sqlite_insert is None:
-            dialect = self.engine.dialect
-            compiled = self._insert().compile(dialect=dialect, column_keys=list(rows[0]))
-            names = list(compiled.positiontup or [])
-            processors = [_bind_processor(name, dialect) for name in names]
-            processors = [
-                _once_per_value(process) if name == "created_at" and process else process
-                for name, process in zip(names, processors, strict=True)
-            ]
-            self._sqlite_insert = (compiled.string, names, processors)
-        sql, names, processors = self._sqlite_insert
-        columns = list(zip(names, processors, strict=True))
-        params = [
-            tuple(row[name] if process is None else process(row[name]) for name, process in columns)
-            for row in rows
-        ]
-        connection.exec_driver_sql(sql, params)
-
-    def _insert(self) -> Insert:
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(prediction_log).on_conflict_do_nothing(
-                index_elements=["request_id", "position"]
-            )
-        if dialect == "sqlite":
-            return sqlite.insert(prediction_log).on_conflict_do_nothing()
-        return prediction_log.insert()
-
     def _reached(self) -> None:
         if self.status != "up":
             log.info("prediction log database %s is up", self._safe_url())
@@ -458,22 +426,6 @@ class PredictionLog:
 
     def _safe_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
-
-
-def _bind_processor(name: str, dialect: Any) -> Any:
-    return prediction_log.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-
-
-def _once_per_value(process: Any) -> Any:
-    """``process``, remembering its last result: a request's rows share one time."""
-    last: list[Any] = [object(), None]
-
-    def remembered(value: Any) -> Any:
-        if value is not last[0]:
-            last[:] = [value, process(value)]
-        return last[1]
-
-    return remembered
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
