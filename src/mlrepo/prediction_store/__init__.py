@@ -2,10 +2,10 @@
 
 One module owns the table (``prediction_log``, its schema managed by the Alembic scripts in
 ``migrations``), the engine (any SQLAlchemy URL: a SQLite file by default, PostgreSQL through
-``postgresql://`` with psycopg 3) and the reading of it. The service writes
-(``mlrepo.serve.prediction_log``); drift monitoring (a window of the log) and the web app
-(traffic) read through ``read_rows``, which turns every way the database can be unusable into
-one ``DataError`` naming the URL (password hidden) and the fix.
+``postgresql://`` with psycopg 3), the writing of rows (``insert_rows``) and the reading of
+them. The service writes (``mlrepo.serve.prediction_log``); drift monitoring (a window of the
+log) and the web app (traffic) read through ``read_rows``, which turns every way the database
+can be unusable into one ``DataError`` naming the URL (password hidden) and the fix.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ store (``mlrepo.prediction_store``) off the request path.
 ``PredictionLog.submit`` runs on the request path and only appends the request's predictions to
 an in-memory buffer (no I/O, no per-row work). A background thread takes up to ``batch_rows``
 rows at a time (or what is there every ``flush_seconds``) and inserts them in one transaction
-with SQLAlchemy Core. Any SQLAlchemy URL works: a SQLite file by default, PostgreSQL through
-``postgresql://`` (psycopg 3).
+(``prediction_store.insert_rows``). Any SQLAlchemy URL works: a SQLite file by default,
+PostgreSQL through ``postgresql://`` (psycopg 3).
 
 The table and its engine belong to the prediction store (``mlrepo.prediction_store``), whose
 Alembic scripts (``prediction_store.migrations``) the writer runs to bring the database to the
@@ -88,7 +88,9 @@ class Entry:
     request_id: str
     created_at: datetime
     model_version: str
-    inputs: pd.DataFrame | Records  # the checked feature values, one row per record
+    # The checked feature values, one row per record: a batch's frame, or a single record's
+    # values as the request typed them (building a frame would cost more than predicting).
+    inputs: pd.DataFrame | Records
     predicted: list[Any]  # predicted class per record
     classes: list[str]  # probability keys, in column order of ``proba``
     proba: np.ndarray
