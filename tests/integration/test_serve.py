@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -294,3 +295,29 @@ def test_the_log_received_every_prediction_of_this_module(server: Server) -> Non
         lambda: server.ready()["database"]["queued_rows"] == 0, what="the log to drain"
     )
     assert server.ready()["database"]["written_rows"] > 0
+
+
+def test_several_workers_serve_the_same_model_and_log_every_prediction(
+    project: Project, model: LoadedModel
+) -> None:
+    database = project.root / "workers.db"
+    env = {"DATABASE_URL": f"sqlite:///{database}", "MLREPO_ONNX_INTER_OP_THREADS": "2"}
+    server = Server(project.root, env, "--model", "workspace", "--workers", "2")
+    frame = project.features.iloc[:20]
+    expected = model.predictor.predict_proba(frame)
+    keys = [str(c) for c in model.predictor.classes]
+    try:
+        for row, body in enumerate(records(frame)):
+            # A connection each, so that both workers answer some.
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                response = client.post("/predict", json=body)
+            assert response.status_code == 200, response.text
+            got = [response.json()["probabilities"][k] for k in keys]
+            np.testing.assert_array_equal(got, expected[row])
+    finally:
+        server.stop()
+    with sqlite3.connect(database) as connection:
+        logged = connection.execute("SELECT count(DISTINCT request_id) FROM prediction_log")
+        assert logged.fetchone()[0] == len(frame)
+    # One spill file slot per worker process.
+    assert len(list(project.root.glob("workers.db.spill.w*.lock"))) == 2

@@ -39,8 +39,9 @@ from mlrepo.monitor.sources import predicted_classes
 from mlrepo.params import BatchParams, GenerateParams, MonitorParams, TrainParams, parse_params
 from mlrepo.prediction.backends import SklearnPredictor
 from mlrepo.prediction_store import LogSettings
+from mlrepo.prediction_store.entries import Entry
 from mlrepo.schema import Feature, FeatureSchema
-from mlrepo.serve.prediction_log import Entry, PredictionLog
+from mlrepo.serve.prediction_log import PredictionLog
 from mlrepo.stages.batches import NEW_CATEGORY, make_batches
 from mlrepo.stages.featurize import Split
 from mlrepo.stages.generate import synthesize

@@ -19,8 +19,9 @@ from mlrepo.monitor.drift import detect_drift
 from mlrepo.monitor.report import plain_title, write_report
 from mlrepo.params import GenerateParams, MonitorParams, parse_params
 from mlrepo.prediction_store import LogSettings
+from mlrepo.prediction_store.entries import Entry
 from mlrepo.schema import Feature
-from mlrepo.serve.prediction_log import Entry, PredictionLog
+from mlrepo.serve.prediction_log import PredictionLog
 from mlrepo.stages.generate import synthesize
 
 EXIT_USER_ERROR = 2

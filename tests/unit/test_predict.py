@@ -3,8 +3,10 @@ file that does not fit the schema is refused with every problem at once and noth
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,15 @@ from mlrepo.io import file_md5, write_json
 from mlrepo.params import ExportParams, TrainParams
 from mlrepo.prediction.core import (
     PREDICT_FIXES,
+    InvalidInput,
     LoadedModel,
+    Predictions,
     check_input,
     load_model,
+    typed_frame,
 )
-from mlrepo.schema import FeatureSchema, check_frame
+from mlrepo.prediction_store.entries import Entry, Records
+from mlrepo.schema import FeatureSchema, check_frame, surely_fits, surely_fits_record
 from mlrepo.stages.export import export
 from mlrepo.stages.featurize import Split
 from mlrepo.stages.train import metadata, train
@@ -243,6 +249,63 @@ def test_the_fast_path_never_hides_a_problem_check_frame_would_report(
     assert check_input(frame.astype({"cat_0": "category"}), features) == []
     ints = frame.assign(num_00=frame["num_00"].round().astype("int64"))
     assert check_input(ints, features) == []
+
+
+NOW = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+def _outcome(predict: Callable[[], Predictions]) -> Any:
+    try:
+        found = predict()
+    except InvalidInput as exc:
+        return exc.problems
+    return found.classes, found.index.tolist(), found.proba.tobytes()
+
+
+def test_a_single_record_is_checked_and_predicted_as_its_frame(
+    model: LoadedModel, split: Split
+) -> None:
+    """The service's single-record path (no frame) gives the frame's verdict and the very same
+    probabilities, bit for bit, and falls back to the frame for a record in doubt."""
+    schema, features = model.schema, model.features
+    rows = split.test[schema.names].astype(object).to_numpy().tolist()
+    numbers = [i for i, f in enumerate(schema.features) if f.kind == "numeric"]
+    categories = [i for i, f in enumerate(schema.features) if f.kind == "categorical"]
+    first = [float(v) if i in numbers else v for i, v in enumerate(rows[0])]
+
+    def changed(index: int, value: Any) -> list[Any]:
+        return [value if i == index else v for i, v in enumerate(first)]
+
+    records = [[float(v) if i in numbers else v for i, v in enumerate(r)] for r in rows[:20]]
+    records += [
+        changed(numbers[0], None),  # a null number
+        changed(numbers[1], math.inf),
+        changed(numbers[2], 3),  # an int: the frame path decides
+        changed(numbers[3], True),
+        changed(categories[0], "zebra"),
+        changed(categories[0], None),  # a null category
+        changed(categories[1], 1),
+        first[:-1],
+    ]
+    fast = 0
+    for values in records:
+        frame = typed_frame([values], schema) if len(values) == len(features) else None
+        if frame is not None:
+            expected = _outcome(lambda: model.predict(frame, {"isin": "x"}))  # noqa: B023
+            # A fast yes, never a no: a record in doubt (an int) is left to the frame.
+            assert surely_fits(frame, features) or not surely_fits_record(values, features)
+            assert _outcome(lambda: model.predict_record(values, {"isin": "x"})) == expected  # noqa: B023
+            if not surely_fits_record(values, features):
+                continue
+            # The log row of the record as typed (the service's) is the row of its frame.
+            proba = np.array([[0.25, 0.75]])
+            as_logged = [
+                Entry("r", NOW, "v1", inputs, [1], ["0", "1"], proba, 1.0).rows(0, 1)
+                for inputs in (Records(schema.names, [values]), frame)
+            ]
+            assert as_logged[0] == as_logged[1]
+        fast += surely_fits_record(values, features)
+    assert fast == 20  # the test split's records all take the fast path
 
 
 # ---------------------------------------------------------------------------------------------

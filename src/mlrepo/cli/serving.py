@@ -66,7 +66,9 @@ def _serve(args: argparse.Namespace) -> int:
     from mlrepo.serve.app import serve
     from mlrepo.serve.settings import ServeSettings
 
-    options = given(args, "model", "backend", "max_batch_rows", "database_url")
+    options = given(args, "model", "backend", "max_batch_rows", "database_url", "workers")
+    if args.onnx_threads is not None:
+        options["onnx_intra_op_threads"] = args.onnx_threads
     if args.no_log:
         options["prediction_log"] = False
     settings = ServeSettings.from_env(**options)
@@ -112,6 +114,14 @@ def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--database-url", help="SQLAlchemy URL of the prediction log (default: $DATABASE_URL)"
     )
     serve.add_argument("--no-log", action="store_true", help="do not log predictions")
+    serve.add_argument(
+        "--workers", type=positive_int, help="server processes (default: $MLREPO_WORKERS or 1)"
+    )
+    serve.add_argument(
+        "--onnx-threads",
+        type=positive_int,
+        help="ONNX Runtime intra-op threads per worker (default: 1)",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request line")
     serve.add_argument(
         "--migrate",

@@ -16,6 +16,7 @@ scikit-learn pipeline, and ``fallback_reason`` says why.
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any, Literal, Protocol
 
 import joblib
@@ -30,8 +31,14 @@ from mlrepo.prediction import BackendChoice
 from mlrepo.schema import FeatureSchema, Kind, coerce
 
 Backend = Literal["onnx", "sklearn"]
+# onnxruntime's threads within an operator and across operators. One each by default: one
+# record gains nothing from more, and a tree ensemble's sums stay in one order (same bits).
+OnnxThreads = tuple[int, int]
 # The ONNX input type of each feature kind: the dtypes the fitted pipeline sees after coerce.
 INPUT_TYPES: dict[Kind, str] = {"numeric": "tensor(double)", "categorical": "tensor(string)"}
+# A null category is unknown to the one-hot encoder in both backends (all zeros): the graph
+# takes it as the empty string.
+NULL_CATEGORY = ""
 
 
 class OnnxUnavailableError(MlrepoError):
@@ -45,6 +52,10 @@ class Predictor(Protocol):
     fallback_reason: str | None  # why ONNX is not used; None when it is
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def record_proba(self, values: list[Any]) -> np.ndarray | None:
+        """``predict_proba`` of one record already checked (values in schema order, numbers as
+        floats or None), or None when the backend has no faster way than its frame."""
 
 
 class SklearnPredictor:
@@ -63,23 +74,29 @@ class SklearnPredictor:
         proba: np.ndarray = self.pipeline.predict_proba(coerce(frame, self.schema))
         return proba
 
+    def record_proba(self, values: list[Any]) -> None:
+        return None  # the pipeline's own per-call cost dwarfs the frame's
+
 
 class OnnxPredictor:
-    """The exported ONNX graph run by onnxruntime on one thread (repeatable, no pickle)."""
+    """The exported ONNX graph run by onnxruntime (no pickle), on one thread unless told."""
 
     backend: Backend = "onnx"
     fallback_reason: str | None = None
 
     def __init__(
-        self, onnx_bytes: bytes, schema: FeatureSchema, where: str = "the exported ONNX graph"
+        self,
+        onnx_bytes: bytes,
+        schema: FeatureSchema,
+        where: str = "the exported ONNX graph",
+        threads: OnnxThreads = (1, 1),
     ) -> None:
         """Load a graph; ``where`` names it in errors (the export stage checks a graph not yet
-        in a bundle with this)."""
+        in a bundle with this). ``threads``: onnxruntime's intra- and inter-op threads."""
         if not onnx_bytes:
             raise OnnxUnavailableError(f"{where} is empty: there is no ONNX graph to load")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
+        options.intra_op_num_threads, options.inter_op_num_threads = threads
         options.log_severity_level = 3  # errors only; they are raised below anyway
         try:
             self.session = ort.InferenceSession(
@@ -93,6 +110,9 @@ class OnnxPredictor:
         self.classes = list(schema.classes)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self._kinds = [f.kind for f in schema.features]
+        self._proba_output = self.outputs[1:]
+        self._buffers = threading.local()  # record_proba's inputs, one set per thread
         expected = [INPUT_TYPES[f.kind] for f in schema.features]
         found = [i.type for i in self.session.get_inputs()]
         if found != expected or len(self.outputs) != 2:
@@ -114,13 +134,29 @@ class OnnxPredictor:
             columns = [
                 x[f.name].to_numpy(dtype=np.float64)
                 if f.kind == "numeric"
-                # A null category is unknown to the one-hot encoder in both backends: all zeros.
-                else x[f.name].fillna("").to_numpy(dtype=object)
+                else x[f.name].fillna(NULL_CATEGORY).to_numpy(dtype=object)
                 for f in self.schema.features
             ]
         return {
             name: values.reshape(-1, 1) for name, values in zip(self.inputs, columns, strict=True)
         }
+
+    def record_proba(self, values: list[Any]) -> np.ndarray:
+        """The probabilities of one record, fed straight from its values: the [1, 1] inputs
+        ``feeds`` would build from the record's frame, in buffers this thread reuses (making
+        22 small arrays costs more than running the graph)."""
+        feeds = getattr(self._buffers, "feeds", None)
+        if feeds is None:
+            feeds = self._buffers.feeds = {
+                name: np.empty((1, 1), dtype=np.float64 if kind == "numeric" else object)
+                for name, kind in zip(self.inputs, self._kinds, strict=True)
+            }
+        for buffer, kind, value in zip(feeds.values(), self._kinds, values, strict=True):
+            if value is None:
+                value = np.nan if kind == "numeric" else NULL_CATEGORY
+            buffer[0, 0] = value
+        proba = self.session.run(self._proba_output, feeds)[0]
+        return np.asarray(proba, dtype=np.float64)
 
     def run(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The graph's two outputs as computed: predicted labels and probabilities."""
@@ -154,7 +190,9 @@ def _canonical_columns(frame: pd.DataFrame, schema: FeatureSchema) -> list[np.nd
     return columns
 
 
-def load_predictor(bundle: ModelBundle, backend: BackendChoice = "auto") -> Predictor:
+def load_predictor(
+    bundle: ModelBundle, backend: BackendChoice = "auto", onnx_threads: OnnxThreads = (1, 1)
+) -> Predictor:
     """The predictor for ``bundle``: ONNX when the version has a non-empty graph, else sklearn.
 
     ``backend="onnx"`` raises instead of falling back; ``"sklearn"`` skips ONNX, a choice rather
@@ -166,7 +204,7 @@ def load_predictor(bundle: ModelBundle, backend: BackendChoice = "auto") -> Pred
     if reason is None:
         schema = FeatureSchema.model_validate(bundle.metadata["feature_schema"])
         where = f"{bundle.source}: {MODEL_FILES['onnx']}"
-        return OnnxPredictor(bundle.files["onnx"], schema, where)
+        return OnnxPredictor(bundle.files["onnx"], schema, where, onnx_threads)
     if backend == "onnx":
         raise OnnxUnavailableError(
             f"{bundle.source}: the ONNX backend was requested but {reason}. Fix: use the auto or"

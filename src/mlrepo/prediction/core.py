@@ -11,6 +11,10 @@ classes of two samples (``mlrepo.monitor``) and the web app checks uploads (``ml
   ranges it records are observed ones, never rules), ``schema.surely_fits`` as the fast yes
   and ``schema.check_frame`` as the verdict.
 - ``LoadedModel.predict(frame)`` checks, then predicts: the class and the probabilities.
+  ``predict_record(values)`` is the same for one record without a frame (the service's
+  single-record path): the same rules (``schema.surely_fits_record``), then the backend's
+  own single-record way; anything doubtful goes through ``predict`` on the record's frame,
+  which decides and describes.
 """
 
 from __future__ import annotations
@@ -26,9 +30,15 @@ import pandas as pd
 from mlrepo.bundle import ModelBundle
 from mlrepo.errors import DataError
 from mlrepo.prediction import PREDICTION, BackendChoice, proba_column
-from mlrepo.prediction.backends import Predictor, load_predictor
+from mlrepo.prediction.backends import OnnxThreads, Predictor, load_predictor
 from mlrepo.problems import Problem
-from mlrepo.schema import Feature, FeatureSchema, check_frame, surely_fits
+from mlrepo.schema import (
+    Feature,
+    FeatureSchema,
+    check_frame,
+    surely_fits,
+    surely_fits_record,
+)
 
 # Suggested fixes when a table to score breaks a rule (the validate stage suggests params).
 PREDICT_FIXES = {
@@ -95,6 +105,16 @@ class LoadedModel:
         proba = self.predict_proba(frame)
         return Predictions(self.classes, proba.argmax(axis=1), proba)
 
+    def predict_record(self, values: list[Any], fixes: dict[str, str] | None = None) -> Predictions:
+        """``predict`` of the one-row frame of ``values`` (in schema order, numbers as floats
+        or None), the same verdict and the same probabilities, without the frame when the
+        record surely fits and the backend can take it as it is."""
+        if surely_fits_record(values, self.features):
+            proba = self.predictor.record_proba(values)
+            if proba is not None:
+                return Predictions(self.classes, proba.argmax(axis=1), proba)
+        return self.predict(typed_frame([values], self.schema), fixes)
+
 
 def load_model(
     ref: str | None = None, backend: BackendChoice = "auto", root: str | Path = "."
@@ -105,9 +125,12 @@ def load_model(
     return from_bundle(resolve(ref, root=root), backend)
 
 
-def from_bundle(bundle: ModelBundle, backend: BackendChoice = "auto") -> LoadedModel:
-    """Deserialize a verified bundle for ``backend``."""
-    return LoadedModel(bundle, load_predictor(bundle, backend), model_version(bundle))
+def from_bundle(
+    bundle: ModelBundle, backend: BackendChoice = "auto", onnx_threads: OnnxThreads = (1, 1)
+) -> LoadedModel:
+    """Deserialize a verified bundle for ``backend`` (``onnx_threads``: intra, inter op)."""
+    predictor = load_predictor(bundle, backend, onnx_threads)
+    return LoadedModel(bundle, predictor, model_version(bundle))
 
 
 def model_version(bundle: ModelBundle) -> str:
@@ -137,6 +160,24 @@ def check_input(
         fixes={**PREDICT_FIXES, **(fixes or {})},
         first_row=first_row,
     )
+
+
+def typed_frame(rows: list[list[Any]], schema: FeatureSchema) -> pd.DataFrame:
+    """Records of typed values (in schema order) as a frame: numbers as float64 (None as
+    NaN), categories as objects."""
+    return columns_frame(
+        {f.name: [row[i] for row in rows] for i, f in enumerate(schema.features)}, schema
+    )
+
+
+def columns_frame(columns: dict[str, list[Any]], schema: FeatureSchema) -> pd.DataFrame:
+    """Typed values by feature name as a frame: numbers as float64 (None as NaN), categories
+    as objects."""
+    arrays = {
+        f.name: np.asarray(columns[f.name], dtype="float64" if f.kind == "numeric" else object)
+        for f in schema.features
+    }
+    return pd.DataFrame(arrays, columns=schema.names, copy=False)
 
 
 def score(model: LoadedModel, frame: pd.DataFrame, keep: list[str]) -> pd.DataFrame:

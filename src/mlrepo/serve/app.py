@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -134,20 +136,39 @@ def serve(
     access_log: bool = False,
     bundle: ModelBundle | None = None,
 ) -> None:
-    """Run the service with uvicorn until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the service with uvicorn until SIGINT/SIGTERM, then shut down gracefully.
+
+    With ``settings.workers`` > 1, uvicorn's supervisor starts that many processes, each
+    building the app from the environment (``create_app()``, the settings exported to it):
+    each resolves the model again and writes its own log rows (unique per request id).
+    """
     import uvicorn
 
     # One format for uvicorn's lines and ours (MLREPO_LOG_FORMAT=json: one JSON object a line).
     config = log_config(settings.log_format)
-    uvicorn.run(
-        create_app(settings, bundle),
-        host=host,
-        port=port,
-        access_log=access_log,
-        lifespan="on",
-        log_config=config,
-        log_level=config["loggers"]["mlrepo"]["level"].lower(),
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": access_log,
+        "lifespan": "on",
+        "log_config": config,
+        "log_level": config["loggers"]["mlrepo"]["level"].lower(),
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, bundle), **options)
+        return
+    os.environ.update(settings.to_env())
+    multi = uvicorn.Config(
+        f"{__name__}:create_app", factory=True, workers=settings.workers, **options
     )
+    sock = multi.bind_socket()
+    # uvicorn binds the workers' socket without IPPROTO_TCP, so asyncio does not set
+    # TCP_NODELAY on its connections: each answer (head and body, two writes) then waited
+    # for the client's delayed ACK, +40 ms. Accepted sockets inherit it from this one.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(multi, sockets=[sock]).run()
 
 
 def _add_routes(app: FastAPI, serving: Serving) -> None:

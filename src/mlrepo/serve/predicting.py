@@ -4,7 +4,10 @@ The whole path of a prediction request, in order: the JSON body (``http.json_bod
 size), the model active when the request started (a reload landing meanwhile does not change
 it), the body parsed and typed against that model's request contract (``requests.py``), then the
 prediction core (``LoadedModel.predict``: the schema check, then the probabilities), the rows
-queued for the prediction log, and the answer. Every client mistake on the way is a
+queued for the prediction log, and the answer. A single record never becomes a DataFrame: its
+typed values go to ``LoadedModel.predict_record`` (same rules, same probabilities; a record in
+doubt takes the frame path there) and to the log as they are; a frame alone costs more than
+the whole prediction. Every client mistake on the way is a
 ``BadRequest`` naming the field and, in a batch, the record.
 """
 
@@ -21,10 +24,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from mlrepo.prediction.core import InvalidInput
+from mlrepo.prediction.core import InvalidInput, Predictions
+from mlrepo.prediction_store.entries import Entry, Records
 from mlrepo.serve.http import CLIENT_ERRORS, answer, json_body, request_id
-from mlrepo.serve.prediction_log import Entry
-from mlrepo.serve.requests import SERVICE_FIXES, RequestModels
+from mlrepo.serve.requests import SERVICE_FIXES
 from mlrepo.serve.serving import Active, Serving
 
 
@@ -54,10 +57,14 @@ def add_predict_routes(app: FastAPI, serving: Serving, keyed: list[Any]) -> None
         dependencies=keyed,
     )
     async def predict(request: Request) -> Response:
-        def one(result: dict[str, Any]) -> dict[str, Any]:
+        def one(active: Active, body: bytes, rid: str, started: float) -> dict[str, Any]:
+            values = active.requests.record_values(body)
+            predictions = active.model.predict_record(values, SERVICE_FIXES)
+            inputs = Records(active.requests.names, [values])
+            result = _answer(serving, active, inputs, predictions, rid, started)
             return {**result.pop("predictions")[0], **result}
 
-        return await _handle(request, serving, RequestModels.record_frame, one)
+        return await _handle(request, serving, one)
 
     @app.post(
         "/predict/batch",
@@ -66,14 +73,18 @@ def add_predict_routes(app: FastAPI, serving: Serving, keyed: list[Any]) -> None
         dependencies=keyed,
     )
     async def predict_batch(request: Request) -> Response:
-        return await _handle(request, serving, RequestModels.batch_frame, lambda r: r)
+        def batch(active: Active, body: bytes, rid: str, started: float) -> dict[str, Any]:
+            frame = active.requests.batch_frame(body)
+            predictions = active.model.predict(frame, SERVICE_FIXES)
+            return _answer(serving, active, frame, predictions, rid, started)
+
+        return await _handle(request, serving, batch)
 
 
 async def _handle(
     request: Request,
     serving: Serving,
-    parse: Callable[[RequestModels, bytes], pd.DataFrame],
-    shape: Callable[[dict[str, Any]], dict[str, Any]],
+    work: Callable[[Active, bytes, str, float], dict[str, Any]],
 ) -> Response:
     started = time.perf_counter()
     rid = request_id(request)
@@ -81,21 +92,24 @@ async def _handle(
     active = serving.active  # this request's model, even if a reload lands meanwhile
     assert active is not None
 
-    def work() -> dict[str, Any]:
-        frame = parse(active.requests, body)
-        return shape(predict(serving, active, frame, rid, started))
+    def checked() -> dict[str, Any]:
+        try:
+            return work(active, body, rid, started)
+        except InvalidInput as exc:  # the core's verdict on the values, worded for HTTP
+            raise active.requests.invalid(exc.problems) from None
 
-    return await answer(request, work, rid, len(body))
+    return await answer(request, checked, rid, len(body))
 
 
-def predict(
-    serving: Serving, active: Active, frame: pd.DataFrame, rid: str, started: float
+def _answer(
+    serving: Serving,
+    active: Active,
+    inputs: pd.DataFrame | Records,
+    predictions: Predictions,
+    rid: str,
+    started: float,
 ) -> dict[str, Any]:
-    """Check ``frame`` and predict (the core), queue the log rows; the JSON-ready answer."""
-    try:
-        predictions = active.model.predict(frame, SERVICE_FIXES)
-    except InvalidInput as exc:
-        raise active.requests.invalid(exc.problems) from None
+    """Queue the log rows of checked ``inputs`` and their predictions; the JSON-ready answer."""
     predicted = predictions.labels
     latency_ms = (time.perf_counter() - started) * 1000
     keys = active.keys
@@ -106,7 +120,7 @@ def predict(
                 request_id=rid,
                 created_at=datetime.now(UTC),
                 model_version=version,
-                inputs=frame,
+                inputs=inputs,
                 predicted=predicted,
                 classes=keys,
                 proba=predictions.proba,

@@ -4,8 +4,8 @@ store (``mlrepo.prediction_store``) off the request path.
 ``PredictionLog.submit`` runs on the request path and only appends the request's predictions to
 an in-memory buffer (no I/O, no per-row work). A background thread takes up to ``batch_rows``
 rows at a time (or what is there every ``flush_seconds``) and inserts them in one transaction
-with SQLAlchemy Core. Any SQLAlchemy URL works: a SQLite file by default, PostgreSQL through
-``postgresql://`` (psycopg 3).
+(``prediction_store.insert_rows``). Any SQLAlchemy URL works: a SQLite file by default,
+PostgreSQL through ``postgresql://`` (psycopg 3).
 
 The table and its engine belong to the prediction store (``mlrepo.prediction_store``), whose
 Alembic scripts (``prediction_store.migrations``) the writer runs to bring the database to the
@@ -35,6 +35,10 @@ writing into the unlinked one.
 
 A row is unique per (request id, position in the request), so a batch retried after an
 ambiguous failure (committed, but the acknowledgement was lost) is not written twice.
+
+The module is one class over ~350 lines on purpose: buffer, spill, retry, ping and shutdown are
+one state machine guarded by one condition variable, and it reads (and is reviewed) best whole.
+What the request path hands over lives apart, in ``prediction_store.entries``.
 """
 
 from __future__ import annotations
@@ -45,61 +49,18 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.dml import Insert
 
 from mlrepo.errors import first_line
-from mlrepo.prediction_store import JsonText, LogSettings, build_engine, dumps, prediction_log
+from mlrepo.prediction_store import JsonText, LogSettings, build_engine, insert_rows, prediction_log
+from mlrepo.prediction_store.entries import Entry
 from mlrepo.serve.spill import SpillFile
 from mlrepo.serve.telemetry import Telemetry
 
 log = logging.getLogger("mlrepo.serve.prediction_log")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One request's predictions, as the request path hands them over."""
-
-    request_id: str
-    created_at: datetime
-    model_version: str
-    inputs: pd.DataFrame  # the checked feature values, one row per record
-    predicted: list[Any]  # predicted class per record
-    classes: list[str]  # probability keys, in column order of ``proba``
-    proba: np.ndarray
-    latency_ms: float
-
-    def rows(self, start: int, stop: int) -> list[dict[str, Any]]:
-        """Rows ``start:stop`` for the table, their JSON already serialized (the writer thread
-        holds the GIL while it works, so its cost is the requests' cost too)."""
-        names = [str(c) for c in self.inputs.columns]
-        # One conversion of the block (Python floats and strings), not one per column: a
-        # single-record entry would otherwise cost ~1 ms of pandas overhead.
-        values = self.inputs.iloc[start:stop].to_numpy(dtype=object).tolist()
-        inputs = [JsonText(dumps(dict(zip(names, row, strict=True)))) for row in values]
-        return [
-            {
-                "request_id": self.request_id,
-                "position": position,
-                "created_at": self.created_at,
-                "model_version": self.model_version,
-                "inputs": row,
-                "predicted_class": str(self.predicted[position]),
-                "probabilities": JsonText(dumps(dict(zip(self.classes, p, strict=True)))),
-                "latency_ms": self.latency_ms,
-            }
-            for position, row, p in zip(
-                range(start, stop), inputs, self.proba[start:stop].tolist(), strict=True
-            )
-        ]
 
 
 @dataclass
@@ -298,7 +259,7 @@ class PredictionLog:
             rows, offset = self.spill.read(self.settings.batch_rows)
             if rows:
                 with self.engine.begin() as connection:
-                    connection.execute(self._insert(), rows)
+                    insert_rows(connection, rows)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return
@@ -314,7 +275,7 @@ class PredictionLog:
         try:
             self._ensure_table()
             with self.engine.begin() as connection:
-                connection.execute(self._insert(), rows)
+                insert_rows(connection, rows)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return False
@@ -362,16 +323,6 @@ class PredictionLog:
         self._sqlite_identity = None
         self._table_ready = False
         self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-
-    def _insert(self) -> Insert:
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(prediction_log).on_conflict_do_nothing(
-                index_elements=["request_id", "position"]
-            )
-        if dialect == "sqlite":
-            return sqlite.insert(prediction_log).on_conflict_do_nothing()
-        return prediction_log.insert()
 
     def _reached(self) -> None:
         if self.status != "up":

@@ -16,11 +16,11 @@ import difflib
 import itertools
 from typing import Annotated, Any, cast
 
-import numpy as np
 import pandas as pd
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from mlrepo.prediction.core import columns_frame
 from mlrepo.problems import Problem
 from mlrepo.schema import Feature, FeatureSchema
 from mlrepo.serve.http import MAX_DETAILS, MAX_ECHO, BadRequest, detail
@@ -106,14 +106,14 @@ class RequestModels:
         array = {"type": "array", "items": record, "minItems": 1, "maxItems": self.max_batch_rows}
         return {"oneOf": [array, columnar]}
 
-    def record_frame(self, body: bytes) -> pd.DataFrame:
-        """The one record of a ``POST /predict`` body, typed, as a one-row frame."""
+    def record_values(self, body: bytes) -> list[Any]:
+        """The one record of a ``POST /predict`` body, typed: its values in schema order,
+        numbers as floats (null as None), categories as strings (or None)."""
         try:
             record = self.record.model_validate_json(body)
         except ValidationError as exc:
             raise _invalid(exc, self.names, self.limit) from None
-        values = record.__dict__.values()  # in field order, which is the schema's
-        return self._frame({n: [v] for n, v in zip(self.names, values, strict=True)})
+        return list(record.__dict__.values())  # in field order, which is the schema's
 
     def batch_frame(self, body: bytes) -> pd.DataFrame:
         """The records of a ``POST /predict/batch`` body (a list of records or columnar)."""
@@ -216,15 +216,7 @@ class RequestModels:
             shown = sorted(details, key=lambda d: (d["row"], self.names.index(d["field"])))
             message = f"{total} value(s) of the wrong type"
             raise BadRequest(422, message, shown, total=total, limit=self.limit)
-        return self._frame(columns)
-
-    def _frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
-        """Typed values as a frame: numbers as float64 (null as NaN), categories as objects."""
-        arrays = {
-            f.name: np.asarray(columns[f.name], dtype="float64" if f.kind == "numeric" else object)
-            for f in self.schema.features
-        }
-        return pd.DataFrame(arrays, columns=self.names, copy=False)
+        return columns_frame(columns, self.schema)
 
 
 def _parse_json(body: bytes) -> Any:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -24,6 +25,7 @@ from mlrepo.prediction.core import LoadedModel, from_bundle
 from mlrepo.serve.prediction_log import PredictionLog
 from mlrepo.serve.requests import RequestModels
 from mlrepo.serve.settings import ServeSettings
+from mlrepo.serve.spill import worker_path
 from mlrepo.serve.telemetry import Telemetry
 
 log = logging.getLogger("mlrepo.serve")
@@ -51,6 +53,7 @@ class Serving:
         self.active: Active | None = None
         self.log: PredictionLog | None = None
         self._reloading = asyncio.Lock()
+        self._spill_lock: IO[bytes] | None = None  # this worker's spill file, held for life
 
     def load(self) -> None:
         """Load the model given at start (or resolve ``settings.model``)."""
@@ -76,7 +79,9 @@ class Serving:
         return resolve(self.settings.model, root=self.settings.root)
 
     def _build(self, bundle: ModelBundle) -> Active:
-        model = from_bundle(bundle, self.settings.backend)
+        settings = self.settings
+        threads = (settings.onnx_intra_op_threads, settings.onnx_inter_op_threads)
+        model = from_bundle(bundle, settings.backend, threads)
         classes = list(model.predictor.classes)
         requests = RequestModels(
             model.predictor.schema, self.settings.max_batch_rows, self.settings.max_problems
@@ -105,6 +110,14 @@ class Serving:
 
     def start_log(self) -> None:
         log_settings = self.settings.log
+        if log_settings is not None and log_settings.spill_path and self.settings.workers > 1:
+            claimed = worker_path(Path(log_settings.spill_path), self.settings.workers)
+            path = None
+            if claimed is None:
+                log.warning("prediction log: every worker spill file is taken; spilling is off")
+            else:
+                path, self._spill_lock = claimed
+            log_settings = replace(log_settings, spill_path=str(path) if path else None)
         if log_settings is not None:
             self.log = PredictionLog(log_settings, self.telemetry)
             self.telemetry.log_queue.set_function(lambda: self.log.queued_rows if self.log else 0)

@@ -11,6 +11,7 @@ An empty variable counts as unset.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
@@ -37,6 +38,11 @@ class ServeSettings(BaseSettings):
     # process hold (and keep: the allocator does not give it all back) more memory.
     max_body_bytes: int = Field(16 * 2**20, gt=0)
     max_problems: int = Field(100, gt=0)  # problems listed (and looked for) in one 4xx
+    # Server processes (uvicorn workers), each with its own model, event loop and log writer;
+    # ONNX Runtime's threads per process: within an operator (intra) and across (inter).
+    workers: int = Field(1, gt=0)
+    onnx_intra_op_threads: int = Field(1, gt=0)
+    onnx_inter_op_threads: int = Field(1, gt=0)
     log_format: Literal["text", "json"] = "text"
     api_key: SecretStr | None = None  # then required by /predict, /predict/batch, /model
     admin_key: SecretStr | None = None  # POST /admin/reload is off without it
@@ -73,6 +79,19 @@ class ServeSettings(BaseSettings):
         except ValidationError as exc:
             raise MlrepoError(_describe(exc)) from None
         return settings
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as the environment variables ``from_env`` reads: how worker
+        processes, which build their app from the environment, get the command line's."""
+        env = {}
+        for name, value in self:
+            if value is None:
+                continue
+            variable = "DATABASE_URL" if name == "database_url" else f"MLREPO_{name.upper()}"
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[variable] = json.dumps(value) if isinstance(value, list) else str(value)
+        return env
 
     @property
     def log(self) -> LogSettings | None:

@@ -6,14 +6,19 @@ database is back, the writer inserts them again, oldest first, and empties the f
 are in. A row is unique per (request id, position), so rows written twice (a crash between the
 insert and the truncation) are inserted once. A file left by a previous process is replayed
 at start. The file is bounded (``max_bytes``): beyond it rows are dropped, and counted.
+
+Several worker processes (``MLREPO_WORKERS``) each take a file of their own, ``NAME.wK.jsonl``
+(``worker_path``): slot K is the first whose lock file no live process holds, so workers
+started again take over, and replay, the files the previous ones left.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -79,3 +84,19 @@ class SpillFile:
         for name in JSON_FIELDS:
             row[name] = self._json_text(row[name])
         return row
+
+
+def worker_path(path: Path, workers: int) -> tuple[Path, IO[bytes]] | None:
+    """The spill file of one of ``workers`` processes sharing ``path``, and the open lock that
+    reserves it for this process's life; None if every slot is taken. 2 x workers slots: a
+    restarting worker starts before the one it replaces has stopped."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for slot in range(2 * workers):
+        lock = open(path.with_name(f"{path.stem}.w{slot}.lock"), "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        return path.with_name(f"{path.stem}.w{slot}{path.suffix}"), lock
+    return None
