@@ -149,20 +149,33 @@ def _is_cluster_failure(exc: BaseException) -> bool:
     return isinstance(exc, lost) or no_worker
 
 
+# The libraries whose versions the fits depend on, besides scikit-learn (checked by metadata:
+# importing xgboost on every worker to read a version would cost a second).
+CHECKED_LIBRARIES = ("xgboost", "dask", "distributed")
+
+
 def code_digest() -> str:
-    """scikit-learn's version and a digest of the mlrepo sources this interpreter imports."""
+    """The versions of scikit-learn and ``CHECKED_LIBRARIES`` and a digest of the mlrepo sources
+    this interpreter imports."""
     import hashlib
+    from importlib import metadata
 
     import sklearn
 
     import mlrepo
 
+    versions = [f"scikit-learn {sklearn.__version__}"]
+    for name in CHECKED_LIBRARIES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} missing")
     package = Path(mlrepo.__file__).parent
-    digest = hashlib.md5(sklearn.__version__.encode())
+    digest = hashlib.md5(", ".join(versions).encode())
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode())
         digest.update(source.read_bytes())
-    return f"scikit-learn {sklearn.__version__}, mlrepo sources {digest.hexdigest()[:12]}"
+    return f"{', '.join(versions)}, mlrepo sources {digest.hexdigest()[:12]}"
 
 
 def _check_versions(client: Any, where: str) -> None:
@@ -186,6 +199,9 @@ def start(workers: int, threads: int, port: int, state: Path = STATE) -> str:
     scheduler_file = state / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
     env = {
+        # Arrow's default pool keeps the buffers of every partition read (~150 MB a worker
+        # more); the system allocator hands them back. A value the user set wins.
+        "ARROW_DEFAULT_MEMORY_POOL": "system",
         **os.environ,
         "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": NO_WORKERS_TIMEOUT,
     }
