@@ -155,6 +155,11 @@ class PredictionLog:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(self.settings.shutdown_seconds + 30)
+        if self.spill is not None and not self._thread.is_alive():
+            try:
+                self.spill.compact()
+            except OSError as exc:
+                log.warning("prediction log: cannot compact the spill file: %s", exc)
         self.engine.dispose()
 
     def _run(self) -> None:

@@ -5,7 +5,8 @@ go to this file (JSON lines, appended and flushed) instead of being dropped; whe
 database is back, the writer inserts them again, oldest first, and empties the file once all
 are in. A row is unique per (request id, position), so rows written twice (a crash between the
 insert and the truncation) are inserted once. A file left by a previous process is replayed
-at start. The file is bounded (``max_bytes``): beyond it rows are dropped, and counted.
+at start; at shutdown the rows already written back are cut from it (``compact``). The file is
+bounded (``max_bytes``): beyond it rows are dropped, and counted.
 
 Several worker processes (``MLREPO_WORKERS``) each take a file of their own, ``NAME.wK.jsonl``
 (``worker_path``): slot K is the first whose lock file no live process holds, so workers
@@ -78,6 +79,23 @@ class SpillFile:
             self.path.unlink(missing_ok=True)
             self._offset = 0
             self.rows = 0
+
+    def compact(self) -> None:
+        """Drop the rows already written back from the file itself (the offset lives only in
+        memory): at shutdown, so the next process replays, and a reader counts, only the rows
+        the database lacks. Written to a temporary file and renamed, so a crash midway leaves
+        the old file, whose written rows the unique key then ignores."""
+        if self._offset == 0 or not self.path.exists():
+            return
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with open(self.path, "rb") as source, open(temporary, "wb") as out:
+            source.seek(self._offset)
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+        self._offset = 0
 
     def _row(self, row: dict[str, Any]) -> dict[str, Any]:
         row["created_at"] = datetime.fromisoformat(row["created_at"])
