@@ -299,14 +299,20 @@ def bench_server(
         server.stop()
     if database:
         result["rows"] = (answered, logged_rows(database), spilled_rows(project))
-        for leftover in project.glob("**/*.spill.jsonl"):
+        for leftover in spill_files(project):
             leftover.unlink()  # the next server writes to another database
     return result
 
 
+def spill_files(project: Path) -> list[Path]:
+    """The spill files a server left: in the project (PostgreSQL's, named after the URL) or
+    beside the SQLite file, which lives next to the project."""
+    return [*project.glob("**/*.spill.jsonl"), *project.parent.glob("*.spill.jsonl")]
+
+
 def spilled_rows(project: Path) -> int:
     """Rows the service saved to a spill file at shutdown (written back at its next start)."""
-    found = [*project.glob("**/*.spill.jsonl"), *project.parent.glob("*.spill.jsonl")]
+    found = spill_files(project)
     return sum(sum(1 for line in path.open("rb") if line.strip()) for path in found)
 
 
