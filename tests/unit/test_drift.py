@@ -561,3 +561,34 @@ def test_the_command_exits_2_with_one_clear_message_on_bad_input(
     with pytest.raises(SystemExit) as caught:  # argparse: --current or a window is required
         main(["drift", "--reference", "x.parquet"])
     assert caught.value.code == EXIT_USER_ERROR
+
+
+def test_samples_above_max_rows_are_tested_on_a_seeded_subset(
+    large: tuple[pd.DataFrame, pd.DataFrame, list[Feature]],
+) -> None:
+    from mlrepo.monitor.command import compare
+    from mlrepo.monitor.sources import Current, Reference
+
+    reference, current, features = large
+    params = PARAMS.model_copy(update={"max_rows": 4000})
+    shifted = shifted_mean(current, "num_00", 1.0)
+    outcome = compare(Reference(reference, features, "ref"), Current(shifted, "cur"), params)
+    metrics = outcome.metrics()
+    assert metrics["rows"] == {"reference": 4000, "current": 3000}
+    assert metrics["sampled_from"] == {"reference": 5000}
+    assert outcome.as_dict()["sampled_from"] == {"reference": 5000}
+    assert "num_00" in {c.column for c in outcome.result.drifted}
+    again = compare(Reference(reference, features, "ref"), Current(shifted, "cur"), params)
+    assert again.as_dict() == outcome.as_dict()  # the subset is seeded
+    other = params.model_copy(update={"seed": 7})
+    reseeded = compare(Reference(reference, features, "ref"), Current(shifted, "cur"), other)
+    assert reseeded.as_dict()["features"] != outcome.as_dict()["features"]
+    everything = PARAMS.model_copy(update={"max_rows": None})
+    whole = compare(Reference(reference, features, "ref"), Current(shifted, "cur"), everything)
+    assert "sampled_from" not in whole.metrics()
+    assert whole.metrics()["rows"] == {"reference": 5000, "current": 3000}
+
+
+def test_max_rows_must_be_positive() -> None:
+    with pytest.raises(ParamsError, match=r"monitor\.max_rows"):
+        parse_params({"monitor": {"max_rows": 0}})

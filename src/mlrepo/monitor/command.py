@@ -7,10 +7,11 @@ Python exits with 1 on a crash, which must not read as "drift".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlrepo.errors import MlrepoError
@@ -37,14 +38,23 @@ class Outcome:
     result: DriftResult
     sources: dict[str, str]
     details: dict[str, Any] = field(default_factory=dict)
+    # Rows a sample had before it was cut to monitor.max_rows, by sample; empty if none was.
+    sampled_from: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
         return EXIT_DRIFT if self.result.drift else EXIT_NO_DRIFT
 
+    def metrics(self) -> dict[str, Any]:
+        """The verdict in numbers (``DriftResult.metrics``), with the sizes sampled from."""
+        return {**self.result.metrics(), **self._sampled()}
+
     def as_dict(self) -> dict[str, Any]:
         log = {"log": self.details} if self.details else {}
-        return {**self.result.as_dict(), "sources": self.sources, **log}
+        return {**self.result.as_dict(), **self._sampled(), "sources": self.sources, **log}
+
+    def _sampled(self) -> dict[str, Any]:
+        return {"sampled_from": self.sampled_from} if self.sampled_from else {}
 
     def summary(self) -> str:
         head = "".join(f"{key}: {value}\n" for key, value in self.sources.items())
@@ -101,6 +111,7 @@ def compare(
     plots (in ``plots``, default beside the report)."""
     log = get_logger()
     log.info("reference %d rows, current %d rows", len(ref.frame), len(cur.frame))
+    ref, cur, sampled_from = _subsets(ref, cur, params)
     predictions = None
     if ref.model is not None:
         with timed("predicting classes"):
@@ -123,7 +134,38 @@ def compare(
         with timed("writing the report"):
             write_report(result, samples, report, plots or plots_folder(report), sources)
         log.info("report written to %s", report)
-    return Outcome(result, sources, cur.details)
+    return Outcome(result, sources, cur.details, sampled_from)
+
+
+def _subsets(
+    ref: Reference, cur: Current, params: MonitorParams
+) -> tuple[Reference, Current, dict[str, int]]:
+    """Each sample above ``params.max_rows`` cut to a seeded random subset of that many rows,
+    in their original order, and the sizes they had."""
+    limit = params.max_rows
+    sampled_from: dict[str, int] = {}
+    if limit is None:
+        return ref, cur, sampled_from
+    if len(ref.frame) > limit:
+        sampled_from["reference"] = len(ref.frame)
+        ref = replace(ref, frame=ref.frame.iloc[_positions(len(ref.frame), limit, params.seed)])
+    if len(cur.frame) > limit:
+        sampled_from["current"] = len(cur.frame)
+        keep = _positions(len(cur.frame), limit, params.seed + 1)
+        predicted = None if cur.predicted is None else cur.predicted.iloc[keep]
+        cur = replace(cur, frame=cur.frame.iloc[keep], predicted=predicted)
+    for name, rows in sampled_from.items():
+        get_logger().info(
+            "%s: %d rows tested of %d (monitor.max_rows, seeded by monitor.seed)",
+            name,
+            limit,
+            rows,
+        )
+    return ref, cur, sampled_from
+
+
+def _positions(rows: int, size: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
 
 
 def _predictions(ref: Reference, cur: Current) -> tuple[pd.Series, pd.Series]:

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     check_columns(current.frame, features, args.current)
     with timed("monitor"):
         outcome = compare(reference, current, params, args.report, args.plots)
-    write_json(outcome.result.metrics(), args.metrics)
+    write_json(outcome.metrics(), args.metrics)
     write_json(outcome.as_dict(), args.result)
     _log_verdict(log, outcome.result, args.current)
     return 0
