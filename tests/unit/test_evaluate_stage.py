@@ -139,6 +139,32 @@ def test_importance_on_a_sample_of_rows(
     assert len(first) == len(schema.names)
 
 
+@pytest.mark.parametrize("model_name", ["random_forest", "hist_gradient_boosting", "svm"])
+def test_batched_importance_equals_scikit_learns(
+    split: Split,
+    schema: FeatureSchema,
+    small_train: Callable[..., TrainParams],
+    model_name: str,
+) -> None:
+    """The stacked predictions give the very scores of sklearn's permutation_importance (svm:
+    predict is not the argmax of predict_proba, so the scorer's own predict must be used)."""
+    from sklearn.inspection import permutation_importance
+
+    from mlrepo.models import for_prediction
+    from mlrepo.stages.evaluate import permutation_drops
+
+    pipeline = train(split.train, schema, split.preprocessor, small_train(model=model_name))
+    fitted = for_prediction(pipeline.pipeline)
+    x = split.test[schema.names].iloc[::-1]  # an index that is not 0..n-1
+    y = split.test[schema.target].to_numpy()[::-1]
+    ours = permutation_drops(fitted, x, y, repeats=3, seed=7)
+    theirs = permutation_importance(
+        fitted, x, y, scoring="accuracy", n_repeats=3, random_state=7, n_jobs=1
+    )
+    np.testing.assert_array_equal(ours, theirs.importances)
+    assert ours.any()  # some column matters, so the comparison is not of zeros
+
+
 def output_paths(folder: Path) -> dict[str, Path]:
     names = {
         "metrics": "metrics/evaluate.json",
