@@ -577,6 +577,9 @@ def test_samples_above_max_rows_are_tested_on_a_seeded_subset(
     assert metrics["rows"] == {"reference": 4000, "current": 3000}
     assert metrics["sampled_from"] == {"reference": 5000}
     assert outcome.as_dict()["sampled_from"] == {"reference": 5000}
+    said = "reference: ref (tested on a seeded subset of 4000 of its 5000 rows)"
+    assert said in outcome.summary()
+    assert outcome.sources["current"] == "cur"
     assert "num_00" in {c.column for c in outcome.result.drifted}
     again = compare(Reference(reference, features, "ref"), Current(shifted, "cur"), params)
     assert again.as_dict() == outcome.as_dict()  # the subset is seeded

@@ -125,6 +125,8 @@ def compare(
     sources = {"reference": ref.label, "current": cur.label}
     if ref.model_label is not None:
         sources["model"] = ref.model_label
+    for name, rows in sampled_from.items():  # said in the summary, the report and the JSON
+        sources[name] += f" (tested on a seeded subset of {params.max_rows} of its {rows} rows)"
     if report is not None:
         from mlrepo.monitor.report import write_report  # matplotlib: imported when needed
 
