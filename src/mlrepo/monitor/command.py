@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mlrepo.errors import MlrepoError
@@ -28,6 +27,7 @@ from mlrepo.monitor.sources import (
 )
 from mlrepo.params import MonitorParams
 from mlrepo.prediction import PREDICTION
+from mlrepo.scans import sample_positions
 
 EXIT_NO_DRIFT = 0
 EXIT_DRIFT = 3
@@ -144,30 +144,24 @@ def _subsets(
 ) -> tuple[Reference, Current, dict[str, int]]:
     """Each sample above ``params.max_rows`` cut to a seeded random subset of that many rows,
     in their original order, and the sizes they had."""
-    limit = params.max_rows
     sampled_from: dict[str, int] = {}
-    if limit is None:
-        return ref, cur, sampled_from
-    if len(ref.frame) > limit:
+    keep = sample_positions(len(ref.frame), params.max_rows, params.seed)
+    if keep is not None:
         sampled_from["reference"] = len(ref.frame)
-        ref = replace(ref, frame=ref.frame.iloc[_positions(len(ref.frame), limit, params.seed)])
-    if len(cur.frame) > limit:
+        ref = replace(ref, frame=ref.frame.iloc[keep])
+    keep = sample_positions(len(cur.frame), params.max_rows, params.seed + 1)
+    if keep is not None:
         sampled_from["current"] = len(cur.frame)
-        keep = _positions(len(cur.frame), limit, params.seed + 1)
         predicted = None if cur.predicted is None else cur.predicted.iloc[keep]
         cur = replace(cur, frame=cur.frame.iloc[keep], predicted=predicted)
     for name, rows in sampled_from.items():
         get_logger().info(
             "%s: %d rows tested of %d (monitor.max_rows, seeded by monitor.seed)",
             name,
-            limit,
+            params.max_rows,
             rows,
         )
     return ref, cur, sampled_from
-
-
-def _positions(rows: int, size: int, seed: int) -> np.ndarray:
-    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
 
 
 def _predictions(ref: Reference, cur: Current) -> tuple[pd.Series, pd.Series]:
