@@ -176,12 +176,15 @@ async def closed_loop(
 class Server:
     """``mlrepo serve`` on a free port of 127.0.0.1, stopped with SIGTERM."""
 
-    def __init__(self, project: Path, backend: str, database: str | None) -> None:
+    def __init__(
+        self, project: Path, backend: str, database: str | None, writer: str = "process"
+    ) -> None:
         from serve_harness import free_port, wait_until_answering
 
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         env["MLREPO_MAX_BATCH_ROWS"] = "10000"
+        env["MLREPO_LOG_WRITER"] = writer
         if database:
             env["DATABASE_URL"] = database
         else:
@@ -258,12 +261,18 @@ def batch_bodies(frame: pd.DataFrame, size: int) -> dict[str, bytes]:
 
 
 def bench_server(
-    project: Path, backend: str, database: str | None, quick: bool, search: bool
+    project: Path,
+    backend: str,
+    database: str | None,
+    quick: bool,
+    search: bool,
+    writer: str = "process",
 ) -> dict[str, Any]:
-    """Figures 1-3 for one backend, with or without the prediction log."""
+    """Figures 1-3 for one backend, with or without the prediction log (written by a process
+    of its own, the default, or by a thread of the server)."""
     frame = requests_for(project)
     singles = [json.dumps(r).encode() for r in frame.to_dict("records")]
-    server = Server(project, backend, database)
+    server = Server(project, backend, database, writer)
     result: dict[str, Any] = {}
     try:
         result["model"] = server.model()
@@ -271,7 +280,8 @@ def bench_server(
         seconds = 5 if quick else 30
         result["single"] = {}
         for rate in FIXED_RATES:
-            log(f"{backend}, log {'on' if database else 'off'}: {rate} req/s for {seconds} s")
+            on = f"on ({writer} writer)" if database else "off"
+            log(f"{backend}, log {on}: {rate} req/s for {seconds} s")
             result["single"][rate] = asyncio.run(fixed_rate(server.port, singles, rate, seconds))
         if search:
             result["ladder"] = []
@@ -433,7 +443,8 @@ def render(command: str, facts: dict[str, str], runs: dict[str, Any]) -> str:
         *[f"- {key}: {value}" for key, value in facts.items()],
         f"- model: {model.get('estimator')} {json.dumps(model.get('params'), sort_keys=True)}",
         '- prediction log: a SQLite file on local disk or a local PostgreSQL server ("log on"), '
-        'or disabled ("log off")',
+        "written by a process of its own (MLREPO_LOG_WRITER=process, the default) unless the "
+        'row says "thread writer"; or disabled ("log off")',
         *notes,
         "",
         "| figure | ONNX | scikit-learn | target (ONNX) |",
@@ -472,6 +483,21 @@ def render(command: str, facts: dict[str, str], runs: dict[str, Any]) -> str:
             f"| batch of 10,000 ({form}), log off | {batch('onnx', 'nolog', 10_000, form)} | "
             f"{batch('sklearn', 'nolog', 10_000, form)} | |"
         )
+    if any(isinstance(runs[b].get("threadlog"), dict) for b in BACKENDS):
+        lines.append(
+            f"| single record at 100 req/s, log on (SQLite, thread writer) | "
+            f"{single('onnx', 'threadlog')} | {single('sklearn', 'threadlog')} | |"
+        )
+        lines.append(
+            f"| rows answered vs logged (SQLite, thread writer, after SIGTERM) | "
+            f"{rows('onnx', 'threadlog')} | {rows('sklearn', 'threadlog')} | 0 lost |"
+        )
+        for form in ("records", "columnar"):
+            lines.append(
+                f"| batch of 10,000 ({form}), log on (SQLite, thread writer) | "
+                f"{batch('onnx', 'threadlog', 10_000, form)} | "
+                f"{batch('sklearn', 'threadlog', 10_000, form)} | |"
+            )
     lines.append(f"| `mlrepo predict`, Parquet | {predict('onnx')} | {predict('sklearn')} | |")
     return "\n".join(lines) + "\n"
 
@@ -484,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="default: %(default)s")
     parser.add_argument(
         "--postgres", action="store_true", help="also log to a throwaway PostgreSQL server"
+    )
+    parser.add_argument(
+        "--thread-writer",
+        action="store_true",
+        help="also log to SQLite from a thread of the server (MLREPO_LOG_WRITER=thread)",
     )
     args = parser.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b in BACKENDS]
@@ -507,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
                     with contextlib.suppress(Exception):
                         reset_postgres(url)
                 runs[backend]["nolog"] = bench_server(project, backend, None, args.quick, False)
+                if args.thread_writer:
+                    database = f"sqlite:///{base / f'predictions-{backend}-thread.db'}"
+                    runs[backend]["threadlog"] = bench_server(
+                        project, backend, database, args.quick, False, writer="thread"
+                    )
                 log(f"{backend}: mlrepo predict on {rows:,} rows")
                 runs[backend]["predict"] = bench_predict(project, backend, data, rows)
             except RuntimeError as exc:

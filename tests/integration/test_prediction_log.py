@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -382,22 +383,38 @@ def test_a_table_made_before_the_migrations_is_adopted(
         engine.dispose()
 
 
-def test_kill_9_loses_at_most_the_rows_of_the_last_flush_interval(
-    tmp_path: Any, project: Project
-) -> None:
-    flush = 0.2
-    path = tmp_path / "predictions.db"
-    env = fast_log(f"sqlite:///{path}", MLREPO_LOG_FLUSH_SECONDS=str(flush))
-    server = Server(project.root, env, "--model", "workspace")
-    database = Database(f"sqlite:///{path}", None)
+def _answer_for(server: Server, body: dict[str, Any], seconds: float) -> list[tuple[float, str]]:
+    """Single-record requests, one after another, for ``seconds``: (time answered, request id)."""
     answered: list[tuple[float, str]] = []
-    server.wait_until_log_up()
-    body = records(project.features.iloc[:1])[0]
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         response = server.client.post("/predict", json=body)
         assert response.status_code == 200
         answered.append((time.monotonic(), response.json()["request_id"]))
+    return answered
+
+
+def _writer_processes(server: Server) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(server.process.pid).children()
+        if "mlrepo.serve.log_process" in " ".join(child.cmdline())
+    ]
+
+
+def test_a_thread_writer_killed_with_the_server_loses_at_most_the_last_flush_interval(
+    tmp_path: Any, project: Project
+) -> None:
+    flush = 0.2
+    path = tmp_path / "predictions.db"
+    env = fast_log(
+        f"sqlite:///{path}", MLREPO_LOG_FLUSH_SECONDS=str(flush), MLREPO_LOG_WRITER="thread"
+    )
+    server = Server(project.root, env, "--model", "workspace")
+    database = Database(f"sqlite:///{path}", None)
+    server.wait_until_log_up()
+    assert _writer_processes(server) == []
+    answered = _answer_for(server, records(project.features.iloc[:1])[0], 3)
     killed = time.monotonic()
     server.kill()  # SIGKILL: no shutdown flush
     logged = {row["request_id"] for row in database.rows()}
@@ -406,3 +423,60 @@ def test_kill_9_loses_at_most_the_rows_of_the_last_flush_interval(
     # one more second allows for a writer slowed by a busy machine.
     assert all(t > killed - flush - 1.0 for t, _ in lost), (len(lost), len(answered))
     assert len(logged) <= len(answered)
+
+
+def test_the_writer_process_writes_what_it_was_handed_after_the_server_is_killed(
+    tmp_path: Any, project: Project
+) -> None:
+    # A writer that would wait 60 s: every row is still in the writer process at the kill.
+    path = tmp_path / "predictions.db"
+    env = fast_log(f"sqlite:///{path}", MLREPO_LOG_FLUSH_SECONDS="60")
+    env["MLREPO_LOG_BATCH_ROWS"] = env["MLREPO_LOG_MAX_ROWS"] = "100000"
+    server = Server(project.root, env, "--model", "workspace")
+    database = Database(f"sqlite:///{path}", None)
+    server.wait_until_log_up()
+    [writer] = _writer_processes(server)
+    answered = _answer_for(server, records(project.features.iloc[:1])[0], 2)
+    killed = time.monotonic()
+    server.kill()  # SIGKILL: no shutdown, no flush by the server
+    writer.wait(30)  # it reads the end of its pipe, writes everything, exits (else: timeout)
+    logged = {row["request_id"] for row in database.rows()}
+    lost = [t for t, rid in answered if rid not in logged]
+    # Only what was answered but not yet handed over (the feeder sends within milliseconds).
+    assert all(t > killed - 0.5 for t in lost), (len(lost), len(answered))
+    assert len(logged) >= len(answered) - len(lost) > 0
+    assert "the server is gone; writing what it handed over" in server.output
+
+
+def test_a_killed_writer_process_is_replaced_and_the_log_goes_on(
+    tmp_path: Any, project: Project
+) -> None:
+    path = tmp_path / "predictions.db"
+    server = Server(project.root, fast_log(f"sqlite:///{path}"), "--model", "workspace")
+    database = Database(f"sqlite:///{path}", None)
+    try:
+        server.wait_until_log_up()
+        model_version = version(server)
+        before = send(server, project, singles=3, batches=(20,))
+        server.wait_until(lambda: len(database.rows()) == before.rows, what="rows written")
+        server.wait_until(lambda: server.ready()["database"]["queued_rows"] == 0, what="idle")
+        [writer] = _writer_processes(server)
+        writer.kill()
+        writer.wait(10)
+        during = send(server, project, singles=4, batches=(10,))  # answered meanwhile
+        server.wait_until(
+            lambda: [p.pid for p in _writer_processes(server)] not in ([], [writer.pid]),
+            what="a new writer process",
+        )
+        server.wait_until(
+            lambda: len(database.rows()) == before.rows + during.rows, what="later rows written"
+        )
+        assert "the writer process exited (code -9); starting a new one" in server.output
+        assert server.ready()["database"]["status"] == "up"
+        # It held nothing: every row it was given was written.
+        assert (
+            server.metric("mlrepo_prediction_log_dropped_rows_total", 'reason="writer_exit"') == 0
+        )
+    finally:
+        server.stop()
+    assert_logged(database, before, during, model_version=model_version)

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mlrepo.bundle import ModelBundle
 from mlrepo.prediction.core import LoadedModel, from_bundle
+from mlrepo.serve.log_process import LogProcess
 from mlrepo.serve.prediction_log import PredictionLog
 from mlrepo.serve.requests import RequestModels
 from mlrepo.serve.settings import ServeSettings
@@ -51,7 +52,7 @@ class Serving:
         self.bundle = bundle
         self.telemetry = Telemetry(endpoints)
         self.active: Active | None = None
-        self.log: PredictionLog | None = None
+        self.log: LogProcess | PredictionLog | None = None
         self._reloading = asyncio.Lock()
         self._spill_lock: IO[bytes] | None = None  # this worker's spill file, held for life
 
@@ -119,7 +120,10 @@ class Serving:
                 path, self._spill_lock = claimed
             log_settings = replace(log_settings, spill_path=str(path) if path else None)
         if log_settings is not None:
-            self.log = PredictionLog(log_settings, self.telemetry)
+            if self.settings.log_writer == "process":
+                self.log = LogProcess(log_settings, self.telemetry, self.settings.log_format)
+            else:
+                self.log = PredictionLog(log_settings, self.telemetry)
             self.telemetry.log_queue.set_function(lambda: self.log.queued_rows if self.log else 0)
             self.telemetry.log_spill_rows.set_function(
                 lambda: self.log.spilled_rows if self.log else 0

@@ -48,6 +48,9 @@ class ServeSettings(BaseSettings):
     admin_key: SecretStr | None = None  # POST /admin/reload is off without it
     cors_origins: list[str] = []  # e.g. MLREPO_CORS_ORIGINS='["https://app.example"]'; off
     prediction_log: bool = True
+    # Where the log's rows are built and written: a process of its own (the server's GIL stays
+    # with the requests), or a thread of the server (one process less; its GIL is shared).
+    log_writer: Literal["process", "thread"] = "process"
     database_url: str = Field(
         LogSettings.url, validation_alias=AliasChoices("DATABASE_URL", "MLREPO_DATABASE_URL")
     )

@@ -72,8 +72,9 @@ class Telemetry:
         )
         self.log_dropped = Counter(
             "mlrepo_prediction_log_dropped_rows",
-            "Predictions never logged: the buffer was full (oldest dropped) or the database was "
-            "still unreachable when the shutdown timeout ran out",
+            "Predictions never logged: the buffer was full (oldest dropped), the database was "
+            "still unreachable when the shutdown timeout ran out, or the writer process exited "
+            "holding them (an upper bound)",
             ["reason"],
             registry=r,
         )
@@ -105,7 +106,7 @@ class Telemetry:
         )
         for outcome in ("ok", "failed"):
             self.reloads.labels(outcome)
-        for reason in ("buffer_full", "shutdown"):
+        for reason in ("buffer_full", "shutdown", "writer_exit"):
             self.log_dropped.labels(reason)
 
     def endpoint(self, path: str) -> str:
