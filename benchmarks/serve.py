@@ -98,6 +98,11 @@ class Connections:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
     async def post(self, path: str, body: bytes) -> int:
+        status, _ = await self.post_read(path, body)
+        return status
+
+    async def post_read(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """The status and the body of the answer."""
         head = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -107,9 +112,9 @@ class Connections:
         header = await reader.readuntil(b"\r\n\r\n")
         status = int(header[9:12])
         match = re.search(rb"content-length: *(\d+)", header, re.IGNORECASE)
-        await reader.readexactly(int(match.group(1)) if match else 0)
+        text = await reader.readexactly(int(match.group(1)) if match else 0)
         self.idle.append((reader, writer, time.monotonic()))
-        return status
+        return status, text
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         while self.idle:

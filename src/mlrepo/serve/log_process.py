@@ -18,8 +18,8 @@ process (``python -m mlrepo.serve.log_process``) and gives the service the same 
 Shutdown and crashes. ``close`` (a graceful shutdown) sends what is left and then a stop
 message; the child closes its log (writes everything, or spills it when the database stays
 away ``shutdown_seconds``), reports a last time and exits; ``close`` waits for it. The child
-ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group, and the server, not the
-signal, decides when the log stops. When the server dies (``kill -9``) the child reads the end
+ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C reaches the whole process group, and the server, not
+the signal, decides when the log stops. When the server dies (``kill -9``) the child reads the end
 of its pipe and closes its log the same way, so a kill -9 of the server loses only the entries
 not yet handed over (the feeder's deque: empty within milliseconds of each answer). When the
 child dies, the rows it held are lost (at most the thread writer's bound: the last flush
@@ -349,8 +349,10 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
     """The writer process: a ``PredictionLog`` fed from ``inbox``, reporting on ``outbox``."""
     from mlrepo.serve.prediction_log import PredictionLog  # sqlalchemy & co.: only here
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A Ctrl-C, a stop or a reload sent to the process group is the server's to handle: the
+    # server says when the log stops (or its pipe's end does).
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
     settings, log_format = inbox.recv()
     logging.config.dictConfig(log_config("json" if log_format == "json" else "text"))
     telemetry = Telemetry(())
