@@ -59,3 +59,32 @@ def test_compact_leaves_an_untouched_or_emptied_file_alone(tmp_path: Path) -> No
     spill.consumed(len(rows), offset)  # all written back: the file goes
     spill.compact()
     assert not path.exists()
+
+
+def test_a_row_cut_short_by_a_kill_loses_that_row_only(tmp_path: Path) -> None:
+    path = tmp_path / "spill.jsonl"
+    spill = SpillFile(path, max_bytes=1 << 20, json_text=str)
+    spill.append(_rows(2))
+    with open(path, "ab") as out:  # a kill -9 in the middle of the next append
+        out.write(b'{"request_id": "torn", "posi')
+
+    again = SpillFile(path, max_bytes=1 << 20, json_text=str)
+    assert again.rows == 3
+    again.append(_rows(1, start=2))  # after the torn line, not glued onto it
+
+    rows, offset = again.read(100)
+    assert [row["request_id"] for row in rows] == ["r0", "r1", "r2"]
+    again.consumed(len(rows), offset)
+    assert again.rows == 0 and not path.exists()
+
+
+def test_a_file_emptied_under_the_reader_does_not_leave_rows_counted(tmp_path: Path) -> None:
+    path = tmp_path / "spill.jsonl"
+    spill = SpillFile(path, max_bytes=1 << 20, json_text=str)
+    spill.append(_rows(5))
+    path.write_bytes(b"")  # truncated by someone else: nothing left to write back
+
+    rows, offset = spill.read(100)
+    assert rows == []
+    spill.consumed(len(rows), offset)
+    assert spill.rows == 0  # else the writer would keep trying to write back rows that are gone

@@ -8,6 +8,10 @@ insert and the truncation) are inserted once. A file left by a previous process 
 at start; at shutdown the rows already written back are cut from it (``compact``). The file is
 bounded (``max_bytes``): beyond it rows are dropped, and counted.
 
+A process killed in the middle of an append can leave a last line cut short. At start such a
+line is ended with a newline (the next append must not glue a whole row onto it), and when it
+is read back it is skipped with a warning: that one row is lost, the ones after it are not.
+
 Several worker processes (``MLREPO_WORKERS``) each take a file of their own, ``NAME.wK.jsonl``
 (``worker_path``): slot K is the first whose lock file no live process holds, so workers
 started again take over, and replay, the files the previous ones left.
@@ -16,6 +20,7 @@ started again take over, and replay, the files the previous ones left.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +30,8 @@ import orjson
 
 JSON_FIELDS = ("inputs", "probabilities")
 
+log = logging.getLogger("mlrepo.serve.spill")
+
 
 class SpillFile:
     def __init__(self, path: Path, max_bytes: int, json_text: type[str]) -> None:
@@ -33,9 +40,19 @@ class SpillFile:
         self._json_text = json_text
         self._offset = 0  # bytes already written back to the database
         self.rows = 0  # rows in the file not yet written back
+        self._passed = 0  # lines the last read went past: rows, and unreadable lines skipped
         if path.exists():
             with open(path, "rb") as existing:
                 self.rows = sum(1 for line in existing if line.strip())
+                existing.seek(0, os.SEEK_END)
+                if existing.tell():
+                    existing.seek(-1, os.SEEK_END)
+                    torn = existing.read(1) != b"\n"
+                else:
+                    torn = False
+            if torn:  # a write cut short: end it, so the next row starts on a line of its own
+                with open(path, "ab") as out:
+                    out.write(b"\n")
 
     def append(self, rows: list[dict[str, Any]]) -> int:
         """Append ``rows``; how many fitted (the rest would pass ``max_bytes``)."""
@@ -57,24 +74,41 @@ class SpillFile:
         return kept
 
     def read(self, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Up to ``limit`` of the oldest rows not yet written back, and the offset after them."""
+        """Up to ``limit`` of the oldest rows not yet written back, and the offset after them.
+        A line that is not a row (a write cut short) is skipped, with a warning."""
         rows: list[dict[str, Any]] = []
+        passed = 0
         with open(self.path, "rb") as source:
             source.seek(self._offset)
             offset = self._offset
             while len(rows) < limit:
                 line = source.readline()
                 if not line:
+                    passed = self.rows  # the end: every row counted is behind us
                     break
                 offset += len(line)
-                if line.strip():
+                if not line.strip():
+                    continue
+                passed += 1
+                try:
                     rows.append(self._row(orjson.loads(line)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning(
+                        "spill file %s: a line at byte %d is not a row (%s), skipped: a write "
+                        "cut short loses that row only",
+                        self.path.name,
+                        offset - len(line),
+                        type(exc).__name__,
+                    )
+        self._passed = passed
         return rows, offset
 
     def consumed(self, rows: int, offset: int) -> None:
-        """``rows`` up to ``offset`` are in the database; empty the file once all are."""
+        """The ``rows`` the last read returned, up to ``offset``, are in the database; empty
+        the file once all are."""
         self._offset = offset
-        self.rows -= rows
+        self.rows -= max(rows, self._passed)
+        self._passed = 0
         if self.rows <= 0:
             self.path.unlink(missing_ok=True)
             self._offset = 0
