@@ -61,6 +61,7 @@ class Latency:
     count: int
     errors: int
     p50: float  # milliseconds
+    p95: float
     p99: float
     achieved_rps: float
     lag_p99: float | None = None  # how late the generator itself sent (open loop), ms
@@ -74,15 +75,16 @@ class Latency:
             count=len(seconds),
             errors=errors,
             p50=float(np.percentile(ms, 50)),
+            p95=float(np.percentile(ms, 95)),
             p99=float(np.percentile(ms, 99)),
             achieved_rps=len(seconds) / wall if wall else 0.0,
             lag_p99=float(np.percentile(np.array(lags) * 1000, 99)) if lags else None,
         )
 
     def cell(self) -> str:
-        errors = f", {self.errors} errors" if self.errors else ""
+        errors = f", {self.errors} errors"
         lag = f" (generator late by {self.lag_p99:.1f} at p99)" if self.lag_p99 is not None else ""
-        return f"{self.p50:.1f} / {self.p99:.1f}{errors}{lag}"
+        return f"{self.p50:.1f} / {self.p95:.1f} / {self.p99:.1f}{errors}{lag}"
 
 
 class Connections:
@@ -442,7 +444,7 @@ def render(command: str, facts: dict[str, str], runs: dict[str, Any]) -> str:
         "# Serving benchmark",
         "",
         f"Written by `{command}` on {now()}. Latencies in "
-        "milliseconds as p50 / p99. The machine is shared and noisy, and the load generator "
+        "milliseconds as p50 / p95 / p99. The machine is shared and noisy, and the load generator "
         "runs on it too: read the figures as orders of magnitude.",
         "",
         *[f"- {key}: {value}" for key, value in facts.items()],
