@@ -174,9 +174,11 @@ class LogProcess:
         if left:
             self._count_dropped(left, "shutdown")
 
-    # The feeder: entries from the deque to the current child's pipe.
+    # The feeder: entries from the deque to the current child's pipe. Only this thread writes
+    # to (and closes) a child's inbox, so a pipe is never closed under a write in progress.
     def _feed(self) -> None:
         child: _Child | None = None
+        previous: _Child | None = None
         while True:
             with self._cond:
                 while True:
@@ -195,6 +197,9 @@ class LogProcess:
                 self._pending_rows -= size
                 assert child is not None
                 child.sent += size  # in the pipe until the child reports it received
+            if previous is not None and previous is not child:
+                previous.inbox.close()  # a child that died: its pipe is of no more use
+            previous = child
             try:
                 child.inbox.send(entry)
             except (OSError, ValueError):  # the child is gone: keep the entry for the next one
@@ -222,7 +227,10 @@ class LogProcess:
                     restart = RESTART_MIN_SECONDS
             except (EOFError, OSError):
                 report = {}
-            _wait(child.process, 5)
+            child.outbox.close()
+            if not _wait(child.process, 5):  # it closed its pipe but did not exit
+                child.process.kill()
+                _wait(child.process, 5)
             if report.get("final") and self._closing:
                 self._closed.set()
                 return
@@ -245,25 +253,36 @@ class LogProcess:
             if closing:
                 self._closed.set()
                 return
-            time.sleep(restart)
-            restart = min(restart * 2, RESTART_MAX_SECONDS)
-            self._start_child()
+            while True:
+                time.sleep(restart)
+                restart = min(restart * 2, RESTART_MAX_SECONDS)
+                try:
+                    self._start_child()
+                    break
+                except OSError as exc:  # no process could be started (memory, process limit)
+                    log.error("prediction log: cannot start a writer process: %s", exc)
 
     def _start_child(self) -> None:
         # ``python -m`` this module rather than multiprocessing's spawn, which would import the
         # server's main module again in the child (and run it, were it not guarded).
         inbox_read, inbox_write = os.pipe()
         outbox_read, outbox_write = os.pipe()
-        process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(inbox_read), str(outbox_write)],
-            pass_fds=(inbox_read, outbox_write),
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(inbox_read), str(outbox_write)],
+                pass_fds=(inbox_read, outbox_write),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError:
+            for fd in (inbox_read, inbox_write, outbox_read, outbox_write):
+                os.close(fd)
+            raise
         os.close(inbox_read)  # the child's ends: its own copies stay open there
         os.close(outbox_write)
         inbox = Connection(inbox_write, readable=False)
         outbox = Connection(outbox_read, writable=False)
-        inbox.send((self.settings, self.log_format))
+        with contextlib.suppress(OSError):  # a child that died at once: the reader sees EOF
+            inbox.send((self.settings, self.log_format))
         with self._cond:
             self._report = _EMPTY_REPORT
             self._child = _Child(process, inbox, outbox)
