@@ -56,6 +56,7 @@ from mlrepo.serve.telemetry import Telemetry
 log = logging.getLogger("mlrepo.serve.log_process")
 
 REPORT_SECONDS = 0.1
+WRITER_NICENESS = 10  # added to the server's: the writer yields the CPU to the requests
 RESTART_MIN_SECONDS = 0.5
 RESTART_MAX_SECONDS = 30.0
 DROP_REASONS = ("buffer_full", "shutdown")
@@ -372,6 +373,10 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
     # server says when the log stops (or its pipe's end does).
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)
+    # Background work: when the cores are contended, the requests go first. Its flushes (and
+    # the database's work for them) otherwise come in bursts that delay the requests they meet.
+    with contextlib.suppress(OSError):
+        os.nice(WRITER_NICENESS)
     settings, log_format = inbox.recv()
     logging.config.dictConfig(log_config("json" if log_format == "json" else "text"))
     telemetry = Telemetry(())
