@@ -183,11 +183,9 @@ def drain(server: Server, timeout: float = 120) -> float:
 
 
 def writer_processes(server: Server) -> list[psutil.Process]:
-    return [
-        child
-        for child in psutil.Process(server.process.pid).children()
-        if "mlrepo.serve.log_process" in " ".join(child.cmdline())
-    ]
+    from serve_harness import log_writer_processes  # on the path serve.py adds
+
+    return log_writer_processes(server.process.pid)
 
 
 def p99(values: list[float]) -> float:

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import joblib
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -214,6 +215,16 @@ class Server:
             self.process.kill()
             self.process.wait(10)
         self.client.close()
+
+
+def log_writer_processes(server_pid: int) -> list[psutil.Process]:
+    """The prediction log's writer processes (``python -m mlrepo.serve.log_process``) that the
+    server process ``server_pid`` started."""
+    return [
+        child
+        for child in psutil.Process(server_pid).children()
+        if "mlrepo.serve.log_process" in " ".join(child.cmdline())
+    ]
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from serve_harness import (
     Server,
     build_project,
     fast_log,
+    log_writer_processes,
     records,
     throwaway_postgres,
 )
@@ -239,8 +240,13 @@ def test_a_full_buffer_spills_to_disk_and_every_row_is_written_back(
             assert server.ready()["database"]["queued_rows"] == 10
             assert spill.exists()
         server.wait_until(lambda: len(database.rows()) == 55, what="every row written")
+        # The metrics come from the writer process's reports, every 0.1 s.
+        server.wait_until(
+            lambda: server.metric("mlrepo_prediction_log_spill_file_rows") == 0,
+            timeout=5,
+            what="the spill file counted as written back",
+        )
         assert server.metric("mlrepo_prediction_log_spilled_rows_total") == 45
-        assert server.metric("mlrepo_prediction_log_spill_file_rows") == 0
         assert server.ready()["database"]["dropped_rows"] == 0
     finally:
         server.stop()
@@ -395,11 +401,7 @@ def _answer_for(server: Server, body: dict[str, Any], seconds: float) -> list[tu
 
 
 def _writer_processes(server: Server) -> list[psutil.Process]:
-    return [
-        child
-        for child in psutil.Process(server.process.pid).children()
-        if "mlrepo.serve.log_process" in " ".join(child.cmdline())
-    ]
+    return log_writer_processes(server.process.pid)
 
 
 def test_a_thread_writer_killed_with_the_server_loses_at_most_the_last_flush_interval(
@@ -473,9 +475,14 @@ def test_a_killed_writer_process_is_replaced_and_the_log_goes_on(
             total = sum(s.rows for s in sent)
             server.wait_until(lambda n=total: len(database.rows()) == n, what="later rows written")
         assert server.output.count("the writer process exited (code -9); starting a new one") == 2
-        assert server.ready()["database"]["status"] == "up"
-        server.wait_until(  # /ready's counts come from the writer's reports, every 0.1 s
-            lambda: server.ready()["database"]["written_rows"] == total, what="rows counted"
+        # /ready's state comes from the writer's reports, every 0.1 s: a new writer shows
+        # "connecting" until its first.
+        server.wait_until(
+            lambda: (
+                (server.ready()["database"]["status"], server.ready()["database"]["written_rows"])
+                == ("up", total)
+            ),
+            what="the new writer up and every row counted",
         )
         # Each held nothing (it had reported every row it was given as written).
         exited = 'reason="writer_exit"'
