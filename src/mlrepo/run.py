@@ -23,7 +23,13 @@ def run_stage(stage: str, args: list[str]) -> int:
 
     module = import_module(f"mlrepo.stages.{stage}")
     sys.argv = [module.__file__ or stage, *args]  # argparse names the stage in its messages
-    return run_cli(module.main, args)
+    try:
+        return run_cli(module.main, args)
+    except SystemExit as exc:  # argparse's usage errors
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    launcher.end_process(main())
