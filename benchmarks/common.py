@@ -23,12 +23,25 @@ BIN = Path(sys.executable).parent  # the venv's bin: dvc, dask and the stages' p
 # Runs one command in a fresh parent, so RUSAGE_CHILDREN covers that command (and whatever it
 # waited for) only; prints exit code, wall time, CPU time and peak RSS (largest single process)
 # as JSON. Arguments: the log file the command's output is appended to, then the command.
+# The stages' warm server (mlrepo.launcher) outlives the stage that started it and forks the
+# others: the parent is a child subreaper, so the orphaned server is reparented to it; after
+# the command it stops the server and reaps it, which adds the server and its forks to the
+# figures (their CPU time and their peak RSS).
 MEASURE = """
-import json, resource, subprocess, sys, time
+import ctypes, json, os, resource, subprocess, sys, time
+PR_SET_CHILD_SUBREAPER = 36
+ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 with open(sys.argv[1], "ab") as log:
     start = time.perf_counter()
     code = subprocess.call(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
+    subprocess.call([sys.executable, "-m", "mlrepo.launcher", "stop"], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
                   "maxrss_kib": usage.ru_maxrss}))

@@ -141,8 +141,11 @@ class Run(Measured):
         return self.code == 0 and not self.error
 
 
-def measure(command: list[str], copy: Path, log_path: Path, timeout: float) -> Run:
-    """Run ``command`` in ``copy`` under a fresh measuring parent.
+def measure(
+    command: list[str], copy: Path, log_path: Path, timeout: float, warm: bool = True
+) -> Run:
+    """Run ``command`` in ``copy`` under a fresh measuring parent (``warm=False``: stages run cold,
+    without the warm stage server, so each stage's figures are its own process's).
 
     The run is stopped (its process group killed) after ``timeout`` seconds or when the machine's
     available memory falls under ``MIN_AVAILABLE_MIB``; a failure carries the log's last lines.
@@ -151,7 +154,7 @@ def measure(command: list[str], copy: Path, log_path: Path, timeout: float) -> R
     with subprocess.Popen(
         [sys.executable, "-c", MEASURE, str(log_path), *command],
         cwd=copy,
-        env=environment(copy),
+        env=environment(copy) | ({} if warm else {"MLREPO_WARM": "0"}),
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -448,12 +451,14 @@ def run_in_process(report: Path) -> None:
     """The child of the one-process run: each stage's ``main()`` in the current copy."""
     start = time.perf_counter()
     commands = stage_commands(Path.cwd())
-    modules = {name: import_module(tokens[2]) for name, tokens in commands.items()}
+    modules = {
+        name: import_module(f"mlrepo.stages.{tokens[3]}") for name, tokens in commands.items()
+    }
     imports = time.perf_counter() - start
     stages = {}
     for name, tokens in commands.items():
         start = time.perf_counter()
-        code = modules[name].main(tokens[3:])
+        code = modules[name].main(tokens[4:])
         stages[name] = time.perf_counter() - start
         if code:
             raise SystemExit(f"{name} returned {code}")
@@ -558,7 +563,7 @@ def bench_scaling(source: Source, base: Path, model: str, rows: int, timeout: fl
     stages: dict[str, dict[str, Any]] = {}
     status, error = "ok", ""
     for stage, tokens in stage_commands(copy).items():
-        run = measure(python_command(tokens), copy, base / f"{name}.log", timeout)
+        run = measure(python_command(tokens), copy, base / f"{name}.log", timeout, warm=False)
         stages[stage] = asdict(run)
         log(f"  {stage}: {run.wall:.2f} s, cpu {run.cpu:.2f} s, peak {run.rss_mib:.0f} MiB")
         if not run.ok:
@@ -1044,8 +1049,8 @@ grouped by top-level name.
 
 ## 4. Scaling with rows, per model
 
-Each stage runs as its own process (`python -m mlrepo.stages.<name>` with its `dvc.yaml`
-arguments, no DVC) in a copy whose `params.yaml` sets `generate.n_samples`,
+Each stage runs as its own cold process (`python -m mlrepo.run <name>` with its `dvc.yaml`
+arguments and `MLREPO_WARM=0`, no DVC) in a copy whose `params.yaml` sets `generate.n_samples`,
 `generate.n_features: {SCALING_FEATURES}` and `train.model`. End to end is the sum of the eight
 stages; peak RSS is the largest of them. A stage is stopped after {STAGE_TIMEOUT_S:.0f} s or when
 the machine's available memory falls below {MIN_AVAILABLE_MIB:.0f} MiB. Plot:
