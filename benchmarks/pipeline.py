@@ -374,7 +374,7 @@ def bench_default(source: Source, base: Path, rounds: int, noop_runs: int, timeo
     kinds = {
         "repro": "`dvc repro`, fresh copy, empty DVC cache",
         "force": "`dvc repro --force`, fresh copy, empty DVC cache (every stage runs)",
-        "processes": "the eight stages as `python -m` processes, no DVC",
+        "processes": "the eight stages as cold `python -m` processes (`MLREPO_WARM=0`), no DVC",
         "one_process": "one Python process calling the eight `main()`, imports included",
     }
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
@@ -432,9 +432,11 @@ def bench_default(source: Source, base: Path, rounds: int, noop_runs: int, timeo
 
 
 def run_processes(copy: Path, log_path: Path, timeout: float) -> Run:
-    """Every stage as its own ``python -m`` process, one after the other, summed."""
+    """Every stage as its own cold ``python -m`` process (no warm server), one after the other,
+    summed: what the stages cost without :mod:`mlrepo.launcher`."""
     runs = [
-        measure(python_command(t), copy, log_path, timeout) for t in stage_commands(copy).values()
+        measure(python_command(t), copy, log_path, timeout, warm=False)
+        for t in stage_commands(copy).values()
     ]
     failed = [r for r in runs if not r.ok]
     if failed:
