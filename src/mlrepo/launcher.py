@@ -18,7 +18,8 @@ runs cold, in its own process as before, whenever a fork could differ from a fre
 - an mlrepo module the server imported, or the site-packages directory, changed since it
   started (the server then exits, and the next stage starts a new one);
 - the caller's environment or interpreter flags differ from the server's, apart from
-  ``DVC_STAGE`` and shell bookkeeping: thread counts and Dask settings are read at import;
+  ``DVC_STAGE`` and shell bookkeeping: thread counts and Dask settings are read at import (an
+  idle server then exits, and the caller starts one with its environment);
 - ``MLREPO_WARM=0``, or a platform without Linux's abstract sockets and ``pidfd_open``.
 
 The socket is in Linux's abstract namespace (no file to go stale) and the server serves only
@@ -361,7 +362,9 @@ class Server:
             conn.close()
             return None
         refusal = first_difference(self.identity, message)
-        restart = False
+        # A caller with another environment is usually the start of another run (a changed
+        # MLREPO_LOG_LEVEL, say): an idle server makes way for one started with it.
+        restart = refusal is not None and not self.children
         if _changed(self.snapshot):
             refusal, restart = "mlrepo or site-packages changed since the server started", True
         if refusal is not None or message.get("stage") not in STAGES:

@@ -121,19 +121,24 @@ def test_changed_environment_or_source_runs_cold(warm_repo: Repo) -> None:
     repo.run(*argv)
     assert status(repo) == first | {"served": first["served"] + 1}
 
-    # Thread counts are read when a library loads: a fork would not honour a new value.
-    other = repo.run(*argv, env=base_env(repo.root) | {"OMP_NUM_THREADS": "1"})
+    # Thread counts are read when a library loads: a fork would not honour a new value. The
+    # stage runs cold; the idle server makes way for one started with the new environment.
+    other_env = base_env(repo.root) | {"OMP_NUM_THREADS": "1"}
+    other = repo.run(*argv, env=other_env)
     assert other.returncode == 0
-    assert status(repo)["served"] == first["served"] + 1  # type: ignore[index]
+    second = wait_for_server(repo)
+    assert second["pid"] != first["pid"] and second["served"] == 0, (first, second)
+    repo.run(*argv, env=other_env)
+    assert status(repo) == second | {"served": 1}
 
     # A changed mlrepo module: the server must not run its stale copy. The stage runs cold, the
     # old server exits and a new one starts.
     module = repo.path("src/mlrepo/stages/batches.py")
     module.write_text(module.read_text("utf-8") + "\n# changed\n", encoding="utf-8")
-    changed = repo.run(*argv)
+    changed = repo.run(*argv, env=other_env)
     assert changed.returncode == 0, changed.describe()
-    second = wait_for_server(repo)
-    assert second["pid"] != first["pid"] and second["served"] == 0, (first, second)
+    third = wait_for_server(repo)
+    assert third["pid"] != second["pid"] and third["served"] == 0, (second, third)
     assert repo.git("status", "--porcelain", "data").stdout == ""
 
 
