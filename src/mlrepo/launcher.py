@@ -44,6 +44,7 @@ import sys
 import sysconfig
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -134,7 +135,7 @@ def end_process(code: int) -> NoReturn:
     every module and object, which took 0.2-0.3 s in a stage with pandas and scikit-learn loaded
     (measured here) and longer in a fork, whose teardown touches and so copies the server's
     pages. Every output is written and closed before a stage returns, so that teardown writes
-    nothing a stage keeps (the warm/cold test compares every output's bytes with the lock's).
+    nothing a stage keeps: the dvc.lock written with it was reproduced unchanged without it.
     """
     threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter calls first
     atexit._run_exitfuncs()
@@ -332,57 +333,64 @@ class Server:
             self.listener = None
 
     def accept(self) -> Request | None:
+        """Answer one connection; in a fork, return the request it is to run."""
         assert self.listener is not None
         conn, _ = self.listener.accept()
-        fds: list[int] = []
         try:
             if _peer_uid(conn) != os.getuid():
                 conn.close()
                 return None
             conn.settimeout(5.0)
             data, fds, _flags, _addr = socket.recv_fds(conn, MAX_MESSAGE, 3)
+        except OSError:
+            conn.close()
+            return None
+        try:
             message = json.loads(data) if data else {}
-            return self.answer(conn, message, fds)
-        except (OSError, ValueError):
-            for fd in fds:
-                os.close(fd)
-            conn.close()
-            return None
+            reply = self.answer(message, len(fds))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            reply = {"refused": "malformed request", "restart": False}
+        if reply is None:
+            return self.fork(conn, message, fds)
+        for fd in fds:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            _send(conn, reply)
+        conn.close()
+        return None
 
-    def answer(self, conn: socket.socket, message: dict, fds: list[int]) -> Request | None:
+    def answer(self, message: dict[str, Any], n_fds: int) -> dict[str, Any] | None:
+        """The reply to ``message``, or ``None`` when a fork is to run its stage."""
         op = message.get("op")
-        if op != "run" or len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            if op == "status":
-                _send(conn, self.status())
-            elif op == "stop":
-                self.close_listener()
-                _send(conn, {"stopping": True, "running": len(self.children)})
-            conn.close()
-            return None
+        if op == "status":
+            return self.status()
+        if op == "stop":
+            self.close_listener()
+            return {"stopping": True, "running": len(self.children)}
+        if op != "run" or n_fds != 3 or message.get("stage") not in STAGES:
+            return {"refused": "malformed request", "restart": False}
         refusal = first_difference(self.identity, message)
         # A caller with another environment is usually the start of another run (a changed
         # MLREPO_LOG_LEVEL, say): an idle server makes way for one started with it.
         restart = refusal is not None and not self.children
         if _changed(self.snapshot):
             refusal, restart = "mlrepo or site-packages changed since the server started", True
-        if refusal is not None or message.get("stage") not in STAGES:
-            for fd in fds:
-                os.close(fd)
-            if restart:  # free the name first, so the caller's new server can take it
-                self.close_listener()
-            _send(conn, {"refused": refusal or "unknown stage", "restart": restart})
-            conn.close()
+        if refusal is None:
             return None
-        return self.fork(conn, message, fds)
+        if restart:  # free the name first, so the caller's new server can take it
+            self.close_listener()
+        return {"refused": refusal, "restart": restart}
 
     def fork(self, conn: socket.socket, message: dict, fds: list[int]) -> Request | None:
         pid = os.fork()
         if pid == 0:
-            self.become_child(conn)
-            _take_over(message, fds)
-            return Request(stage=message["stage"], args=list(message["args"]))
+            try:
+                self.become_child(conn)
+                _take_over(message, fds)
+                return Request(stage=message["stage"], args=list(message["args"]))
+            except BaseException:  # never fall back into the server's loop from a fork
+                traceback.print_exc()
+                os._exit(70)
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)

@@ -21,6 +21,17 @@ pytestmark = pytest.mark.dvc
 PYTHON = str(VENV_BIN / "python")
 
 
+MALFORMED_REQUESTS = """
+import json, socket
+from mlrepo import launcher
+for payload in (b"not json", b"[1, 2]", json.dumps({"op": "run", "stage": "train"}).encode()):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+        sock.connect(launcher.address())
+        sock.send(payload)
+        print(json.loads(sock.recv(65536))["refused"].split()[0])
+"""
+
+
 def status(repo: Repo) -> dict[str, Any] | None:
     """The server's status (waits while it imports), or None when none runs for the repo."""
     result = repo.run(PYTHON, "-m", "mlrepo.launcher", "status")
@@ -106,6 +117,11 @@ def test_exit_code_and_user_error_pass_through_a_fork(warm_repo: Repo) -> None:
     assert bad.returncode == 2, bad.describe()
     assert "error: missing.parquet" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
     assert not repo.path("v.parquet").exists()
+    assert status(repo)["served"] == before + 1  # type: ignore[index]
+
+    # A malformed request gets a refusal, and the server goes on serving.
+    garbage = repo.run(PYTHON, "-c", MALFORMED_REQUESTS)
+    assert garbage.stdout.split() == ["malformed", "malformed", "malformed"], garbage.describe()
     assert status(repo)["served"] == before + 1  # type: ignore[index]
 
     typo = repo.run(PYTHON, "-m", "mlrepo.run", "valdate", check=False)
