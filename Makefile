@@ -69,8 +69,9 @@ cluster-down: ## Stop the cluster `make cluster` started
 
 # The DVC remote of .dvc/config (default: a directory beside the repository); REMOTE=name picks
 # another. The run cache travels too, so a clone that pulls can skip stages already run anywhere.
-push: setup ## dvc push --run-cache: outputs and run cache to the DVC remote
+push: setup ## dvc push --run-cache, plus the run cache's metrics: outputs and run cache to the remote
 	$(BIN)/dvc push --run-cache $(if $(REMOTE),--remote $(REMOTE))
+	$(BIN)/python -m mlrepo.run_cache push $(if $(REMOTE),--remote $(REMOTE))
 
 pull: setup ## dvc pull --run-cache: the committed model and data, no training
 	$(BIN)/dvc pull --run-cache $(if $(REMOTE),--remote $(REMOTE))

@@ -68,6 +68,34 @@ def test_make_pull_in_a_second_clone_gets_every_output_without_training(
     assert_pulled_without_running(clone, workspace)
 
 
+def test_a_second_clone_restores_a_stage_another_clone_ran_from_the_run_cache(
+    origin: Origin, tmp_path: Path
+) -> None:
+    # One clone runs a params change nobody committed and pushes; another, making the same
+    # change, gets train's and export's outputs from the run cache instead of running them.
+    first = copy_workspace(origin.repo, tmp_path / "first")
+    change = {"train.random_forest.n_estimators": 50}
+    first.set_params(change)
+    ran = first.dvc("repro").output
+    assert "Running stage 'train'" in ran, ran
+    pushed = make(first, "push")
+    assert re.search(r"[1-9]\d* object\(s\) of \d+ run-cache entries pushed", pushed), pushed
+
+    second = git_clone(origin.repo, tmp_path / "second")
+    make(second, "pull")
+    second.set_params(change)
+    repro = second.dvc("repro", "--pull").output
+    for stage in ("train", "export"):
+        assert f"Stage '{stage}' is cached - skipping run" in repro, repro
+        assert f"Running stage '{stage}'" not in repro, repro
+    for name in ("models/model.joblib", "models/model.onnx", "metrics/train.json"):
+        assert second.path(name).read_bytes() == first.path(name).read_bytes(), name
+    # DVC keeps no run-cache entry for a stage with a `cache: false` output that is neither a
+    # metric nor a plot (evaluate's plot files are plain outs, monitor's reports too).
+    assert "Running stage 'evaluate'" in repro, repro
+    assert UP_TO_DATE in second.dvc("status").output
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
