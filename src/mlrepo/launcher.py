@@ -185,7 +185,10 @@ def _wait_for(sock: socket.socket, pid: int) -> int:
         pidfd = os.pidfd_open(pid)
     except OSError:
         pidfd = -1
-    status = _receive(sock)
+    try:
+        status = _receive(sock)
+    except OSError:  # the connection was reset: the server died
+        status = None
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     if status is None:

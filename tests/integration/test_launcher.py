@@ -4,6 +4,7 @@ runs cold, passes exit codes and signals through, exactly as a stage's own proce
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import signal
@@ -198,3 +199,14 @@ def test_kill_9_of_the_caller_ends_the_stage(warm_repo: Repo) -> None:
     caller.wait(timeout=30)
     _wait_until_no_stage_runs(warm_repo)
     assert not warm_repo.path("big.parquet").exists()
+
+
+def test_a_dead_server_fails_the_stage_once_its_fork_has_ended(warm_repo: Repo) -> None:
+    caller = _start_long_generate(warm_repo)
+    server_pid = status(warm_repo)["pid"]  # type: ignore[index]
+    os.kill(server_pid, signal.SIGKILL)
+    _, stderr = caller.communicate(timeout=120)
+    # No exit status can come any more: the caller waited for the stage and reports a failure.
+    assert caller.returncode == 1, stderr
+    assert b"the warm stage server ended before the stage did" in stderr
+    assert status(warm_repo) is None
