@@ -11,25 +11,10 @@ from __future__ import annotations
 import sys
 
 from mlrepo import launcher
+from mlrepo.launcher import caller
+from mlrepo.stages import run_stage
 
 USAGE = f"usage: python -m mlrepo.run {{{','.join(launcher.STAGES)}}} [ARGS...]"
-
-
-def run_stage(stage: str, args: list[str]) -> int:
-    """Run one stage's ``main`` here, as ``python -m mlrepo.stages.<stage>`` would."""
-    from importlib import import_module
-
-    from mlrepo.errors import run_cli
-
-    module = import_module(f"mlrepo.stages.{stage}")
-    sys.argv = [module.__file__ or stage, *args]  # argparse names the stage in its messages
-    try:
-        return run_cli(module.main, args)
-    except SystemExit as exc:  # argparse's usage errors
-        if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
-        print(exc.code, file=sys.stderr)
-        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stage, rest = args[0], args[1:]
     if launcher.enabled():
-        code = launcher.run_warm(stage, rest)
+        code = caller.run_warm(stage, rest)
         if code is not None:
             return code
     return run_stage(stage, rest)

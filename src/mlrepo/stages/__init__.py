@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -37,3 +38,20 @@ def parse_paths(
     for name in names:
         parser.add_argument(f"--{name.replace('_', '-')}", required=True, dest=name)
     return parser.parse_args(argv)
+
+
+def run_stage(stage: str, args: list[str]) -> int:
+    """Run one stage's ``main`` here, as ``python -m mlrepo.stages.<stage>`` would."""
+    from importlib import import_module
+
+    from mlrepo.errors import run_cli
+
+    module = import_module(f"mlrepo.stages.{stage}")
+    sys.argv = [module.__file__ or stage, *args]  # argparse names the stage in its messages
+    try:
+        return run_cli(module.main, args)
+    except SystemExit as exc:  # argparse's usage errors
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1

@@ -1,234 +1,29 @@
-"""Warm stage processes: a fork server that has imported every stage once.
-
-Each DVC stage is its own process, and at the default size most of a stage's time was that
-process importing pandas, scikit-learn, scipy and onnx again (1.3-1.9 s of a 1.6-2.2 s stage).
-``python -m mlrepo.run STAGE ARGS``, the command of every stage in ``dvc.yaml``, asks a server
-that has imported the stage modules to fork instead. The fork takes over the caller's stdin,
-stdout, stderr, working directory, umask, environment and arguments, runs the stage's ``main()``,
-and its exit status (or the signal that killed it) becomes the caller's. The server forks before
-it has run any stage code, so a fork starts from the state a fresh process reaches after its
-imports; ``tests/integration/test_launcher.py`` compares every output with a cold run's bytes.
-
-The first stage of a run finds no server, starts one in the background and runs cold meanwhile;
-the server exits ``MLREPO_WARM_IDLE_S`` seconds (default 20) after its last stage ended. A stage
-runs cold, in its own process as before, whenever a fork could differ from a fresh process:
-
-- another project directory, Python or mlrepo package: each has its own server (the socket's
-  name is a hash of the three);
-- an mlrepo module the server imported, or the site-packages directory, changed since it
-  started (the server then exits, and the next stage starts a new one);
-- the caller's environment or interpreter flags differ from the server's, apart from
-  ``DVC_STAGE`` and shell bookkeeping: thread counts and Dask settings are read at import (an
-  idle server then exits, and the caller starts one with its environment);
-- ``MLREPO_WARM=0``, or a platform without Linux's abstract sockets and ``pidfd_open``.
-
-The socket is in Linux's abstract namespace (no file to go stale) and the server serves only
-callers of its own user id (``SO_PEERCRED``). ``python -m mlrepo.launcher status`` and ``stop``
-talk to the server of the current directory.
-"""
+"""The server's side: import the stages once, then fork one child per stage and reap it."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import hashlib
 import json
 import os
-import select
 import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import sysconfig
-import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
-STAGES = (
-    "generate", "validate", "featurize", "train", "evaluate", "export", "batches", "monitor",
-)  # fmt: skip
+from mlrepo.launcher import FORWARDED_SIGNALS, MAX_MESSAGE, STAGES, address, identity, send
+
 # Imported by the server before it forks. export and monitor import onnxruntime, whose thread
 # does not survive a fork (its exit handlers then hang or abort the child), so their forks import
 # it fresh; they still find pandas, scikit-learn and the rest imported.
 WARM_STAGES = ("generate", "validate", "featurize", "train", "evaluate", "batches")
 FORK_UNSAFE = ("onnxruntime",)
-# Set per stage by DVC, or by the shell between commands: never read by a stage at import.
-IGNORED_ENV = frozenset({"DVC_STAGE", "_", "PWD", "OLDPWD", "SHLVL"})
 DEFAULT_IDLE_S = 20.0
-MAX_MESSAGE = 1 << 20
-# A server that is importing its modules answers once it is done (about 1.5 s); past this the
-# caller gives up on it and runs cold.
-REPLY_TIMEOUT_S = 60.0
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
-
-def enabled() -> bool:
-    """Whether stages may run in a fork of the warm server here."""
-    supported = sys.platform == "linux" and hasattr(os, "pidfd_open")
-    return supported and os.environ.get("MLREPO_WARM", "1") != "0"
-
-
-def address(directory: str | None = None) -> bytes:
-    """The abstract socket name of the server for ``directory`` (default: the current one)."""
-    import mlrepo
-
-    parts = (
-        os.path.realpath(directory or os.getcwd()),
-        sys.executable,
-        os.path.dirname(os.path.realpath(mlrepo.__file__)),
-    )
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
-    return b"\0mlrepo-warm-" + digest.encode()
-
-
-def identity() -> dict[str, Any]:
-    """What a caller and the server must share for a fork to behave as a fresh process."""
-    return {
-        "env": {key: value for key, value in os.environ.items() if key not in IGNORED_ENV},
-        "flags": repr(sys.flags),
-        "xoptions": repr(sorted(sys._xoptions.items())),
-        "warnoptions": list(sys.warnoptions),
-    }
-
-
-def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:
-    """The first thing that differs between two identities, named for the refusal."""
-    env_a, env_b = mine["env"], theirs["env"]
-    assert isinstance(env_a, dict) and isinstance(env_b, dict)
-    for key in sorted(set(env_a) | set(env_b)):
-        if env_a.get(key) != env_b.get(key):
-            return f"environment variable {key}"
-    for field in ("flags", "xoptions", "warnoptions"):
-        if mine[field] != theirs[field]:
-            return f"interpreter {field}"
-    return None
-
-
-def _send(conn: socket.socket, message: dict[str, Any]) -> None:
-    conn.send(json.dumps(message).encode())
-
-
-def _receive(conn: socket.socket) -> dict[str, Any] | None:
-    data = conn.recv(MAX_MESSAGE)
-    return json.loads(data) if data else None
-
-
-def _connect(directory: str | None = None) -> socket.socket | None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        sock.connect(address(directory))
-    except OSError:
-        sock.close()
-        return None
-    return sock
-
-
-def end_process(code: int) -> NoReturn:
-    """Exit with ``code`` as the interpreter would, minus its final teardown.
-
-    Interpreter shutdown joins the non-daemon threads, runs the atexit handlers (logging,
-    joblib's workers, weakref finalizers) and flushes stdio, as this does; then it tears down
-    every module and object, which took 0.2-0.3 s in a stage with pandas and scikit-learn loaded
-    (measured here) and longer in a fork, whose teardown touches and so copies the server's
-    pages. Every output is written and closed before a stage returns, so that teardown writes
-    nothing a stage keeps: the dvc.lock written with it was reproduced unchanged without it.
-    """
-    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter calls first
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
-# ---------------------------------------------------------------- the caller
-
-
-def run_warm(stage: str, args: list[str]) -> int | None:
-    """Run ``stage`` in a fork of the warm server and return its exit code; ``None`` when it
-    has to run cold in this process (after starting a server for the next stage if none runs)."""
-    sock = _connect()
-    if sock is None:
-        start_server()
-        return None
-    with sock:
-        request: dict[str, Any] = {"op": "run", "stage": stage, "args": args, "cwd": os.getcwd()}
-        request |= {"umask": _umask(), "environ": dict(os.environ), **identity()}
-        try:
-            socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
-            sock.settimeout(REPLY_TIMEOUT_S)
-            reply = _receive(sock)
-        except OSError:
-            return None
-        if reply is None or "pid" not in reply:
-            if reply is not None and reply.get("restart"):
-                start_server()
-            return None
-        sock.settimeout(None)
-        return _wait_for(sock, int(reply["pid"]))
-
-
-def _wait_for(sock: socket.socket, pid: int) -> int:
-    """Forward this process's signals to the fork and return its exit status as ours."""
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        pidfd = -1
-    try:
-        status = _receive(sock)
-    except OSError:  # the connection was reset: the server died
-        status = None
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-    if status is None:
-        # The server died, so no status will come: let the stage end before this process does,
-        # so nothing writes the stage's outputs after DVC has seen it fail.
-        if pidfd >= 0:
-            select.select([pidfd], [], [])
-        print("error: the warm stage server ended before the stage did", file=sys.stderr)
-        return 1
-    if pidfd >= 0:
-        os.close(pidfd)
-    code = int(status["code"])
-    if code < 0:  # killed by a signal: end the same way, as the stage's own process would
-        os.kill(os.getpid(), -code)
-        return 128 - code
-    return code
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def start_server() -> None:
-    """Start this directory's server in the background, detached from the caller."""
-    devnull = os.devnull
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, devnull, os.O_WRONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 2, devnull, os.O_WRONLY, 0),
-    ]
-    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined] # the caller's -X, -W, -O...
-    argv = [sys.executable, *flags, "-m", "mlrepo.launcher", "serve"]
-    # Without a server every stage runs cold, as it would without the launcher.
-    with contextlib.suppress(OSError):
-        os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
-
-
-# ---------------------------------------------------------------- the server
 
 
 @dataclass
@@ -364,7 +159,7 @@ class Server:
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(OSError):
-            _send(conn, reply)
+            send(conn, reply)
         conn.close()
         return None
 
@@ -409,7 +204,7 @@ class Server:
         self.selector.register(conn, selectors.EVENT_READ, ("caller", pid))
         self.served += 1
         try:
-            _send(conn, {"pid": pid})
+            send(conn, {"pid": pid})
         except OSError:
             self.caller_gone(pid)
         return None
@@ -434,7 +229,7 @@ class Server:
         if child.conn.fileno() >= 0:
             self.selector.unregister(child.conn)
             with contextlib.suppress(OSError):
-                _send(child.conn, {"code": os.waitstatus_to_exitcode(status)})
+                send(child.conn, {"code": os.waitstatus_to_exitcode(status)})
             child.conn.close()
         self.last_active = time.monotonic()
 
@@ -507,36 +302,14 @@ def serve(idle_s: float | None = None) -> Request | None:
     return server.loop()
 
 
-def ask(op: str, directory: str | None = None) -> dict[str, Any] | None:
-    """Send ``status`` or ``stop`` to the server of ``directory``; ``None`` if none runs."""
-    sock = _connect(directory)
-    if sock is None:
-        return None
-    with sock:
-        sock.settimeout(REPLY_TIMEOUT_S)
-        _send(sock, {"op": op})
-        return _receive(sock)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m mlrepo.launcher {serve,status,stop}``."""
-    from mlrepo.run import run_stage
-
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["serve"]:
-        request = serve()
-        if request is None:
-            return 0
-        end_process(run_stage(request.stage, request.args))
-    if args in (["status"], ["stop"]):
-        reply = ask(args[0])
-        print(json.dumps(reply, sort_keys=True) if reply else "no warm stage server runs here")
-        return 0
-    print("usage: python -m mlrepo.launcher {serve,status,stop}", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    from mlrepo import launcher
-
-    raise SystemExit(launcher.cli())
+def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:
+    """The first thing that differs between two identities, named for the refusal."""
+    env_a, env_b = mine["env"], theirs["env"]
+    assert isinstance(env_a, dict) and isinstance(env_b, dict)
+    for key in sorted(set(env_a) | set(env_b)):
+        if env_a.get(key) != env_b.get(key):
+            return f"environment variable {key}"
+    for field in ("flags", "xoptions", "warnoptions"):
+        if mine[field] != theirs[field]:
+            return f"interpreter {field}"
+    return None
