@@ -17,6 +17,8 @@ import pytest
 import yaml
 from dvc_harness import VENV_BIN, Repo, base_env
 
+from mlrepo.artifacts import stage_outputs
+
 pytestmark = pytest.mark.dvc
 
 PYTHON = str(VENV_BIN / "python")
@@ -63,8 +65,7 @@ def output_files(repo: Repo) -> dict[str, bytes]:
     stages = yaml.safe_load(repo.path("dvc.yaml").read_text("utf-8"))["stages"]
     found: dict[str, bytes] = {}
     for stage in stages.values():
-        for entry in [*stage.get("outs", []), *stage.get("metrics", [])]:
-            name = entry if isinstance(entry, str) else next(iter(entry))
+        for name in stage_outputs(stage):
             path = repo.path(name)
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             for file in files:
