@@ -45,8 +45,6 @@ from typing import Any, NoReturn
 STAGES = (
     "generate", "validate", "featurize", "train", "evaluate", "export", "batches", "monitor",
 )  # fmt: skip
-# Set per stage by DVC, or by the shell between commands: never read by a stage at import.
-IGNORED_ENV = frozenset({"DVC_STAGE", "_", "PWD", "OLDPWD", "SHLVL"})
 MAX_MESSAGE = 1 << 20
 # A server that is importing its modules answers once it is done (about 1.5 s); past this the
 # caller gives up on it and runs cold.
@@ -73,10 +71,10 @@ def address(directory: str | None = None) -> bytes:
     return b"\0mlrepo-warm-" + digest.encode()
 
 
-def identity() -> dict[str, Any]:
-    """What a caller and the server must share for a fork to behave as a fresh process."""
+def interpreter() -> dict[str, Any]:
+    """The interpreter settings a caller and the server must share (read at start-up, so a
+    fork cannot take a caller's over). The environment is compared too, from what is sent."""
     return {
-        "env": {key: value for key, value in os.environ.items() if key not in IGNORED_ENV},
         "flags": repr(sys.flags),
         "xoptions": repr(sorted(sys._xoptions.items())),
         "warnoptions": list(sys.warnoptions),

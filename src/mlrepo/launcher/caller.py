@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Any
 
-from mlrepo.launcher import FORWARDED_SIGNALS, REPLY_TIMEOUT_S, connect, identity, receive
+from mlrepo.launcher import FORWARDED_SIGNALS, REPLY_TIMEOUT_S, connect, interpreter, receive
 
 
 def run_warm(stage: str, args: list[str]) -> int | None:
@@ -24,7 +24,7 @@ def run_warm(stage: str, args: list[str]) -> int | None:
         return None
     with sock:
         request: dict[str, Any] = {"op": "run", "stage": stage, "args": args, "cwd": os.getcwd()}
-        request |= {"umask": _umask(), "environ": dict(os.environ), **identity()}
+        request |= {"umask": _umask(), "environ": dict(os.environ), **interpreter()}
         try:
             socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
             sock.settimeout(REPLY_TIMEOUT_S)

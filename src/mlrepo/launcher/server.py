@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from mlrepo.launcher import FORWARDED_SIGNALS, MAX_MESSAGE, STAGES, address, identity, send
+from mlrepo.launcher import FORWARDED_SIGNALS, MAX_MESSAGE, STAGES, address, interpreter, send
 
 # Imported by the server before it forks. export and monitor import onnxruntime, whose thread
 # does not survive a fork (its exit handlers then hang or abort the child), so their forks import
@@ -24,6 +24,8 @@ from mlrepo.launcher import FORWARDED_SIGNALS, MAX_MESSAGE, STAGES, address, ide
 WARM_STAGES = ("generate", "validate", "featurize", "train", "evaluate", "batches")
 FORK_UNSAFE = ("onnxruntime",)
 DEFAULT_IDLE_S = 20.0
+# Set per stage by DVC, or by the shell between commands: never read by a stage at import.
+IGNORED_ENV = frozenset({"DVC_STAGE", "_", "PWD", "OLDPWD", "SHLVL"})
 
 
 @dataclass
@@ -88,7 +90,8 @@ class Server:
         self.children: dict[int, _Child] = {}
         self.served = 0
         self.last_active = time.monotonic()
-        self.identity = identity()
+        self.environ = dict(os.environ)
+        self.interpreter = interpreter()
         self.snapshot: dict[str, tuple[int, int]] = {}
 
     def warm_up(self) -> bool:
@@ -173,7 +176,7 @@ class Server:
             return {"stopping": True, "running": len(self.children)}
         if op != "run" or n_fds != 3 or message.get("stage") not in STAGES:
             return {"refused": "malformed request", "restart": False}
-        refusal = first_difference(self.identity, message)
+        refusal = first_difference(self.environ, self.interpreter, message)
         # A caller with another environment is usually the start of another run (a changed
         # MLREPO_LOG_LEVEL, say): an idle server makes way for one started with it.
         restart = refusal is not None and not self.children
@@ -302,14 +305,18 @@ def serve(idle_s: float | None = None) -> Request | None:
     return server.loop()
 
 
-def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:
-    """The first thing that differs between two identities, named for the refusal."""
-    env_a, env_b = mine["env"], theirs["env"]
-    assert isinstance(env_a, dict) and isinstance(env_b, dict)
-    for key in sorted(set(env_a) | set(env_b)):
-        if env_a.get(key) != env_b.get(key):
+def first_difference(
+    environ: dict[str, str], settings: dict[str, Any], message: dict[str, Any]
+) -> str | None:
+    """The first thing a caller's ``message`` has that differs from the server's environment
+    or interpreter ``settings``, named for the refusal."""
+    theirs = message["environ"]
+    if not isinstance(theirs, dict):
+        raise TypeError("environ is not a mapping")
+    for key in sorted((set(environ) | set(theirs)) - IGNORED_ENV):
+        if environ.get(key) != theirs.get(key):
             return f"environment variable {key}"
-    for field in ("flags", "xoptions", "warnoptions"):
-        if mine[field] != theirs[field]:
+    for field, value in settings.items():
+        if message.get(field) != value:
             return f"interpreter {field}"
     return None
