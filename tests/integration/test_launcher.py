@@ -160,6 +160,13 @@ def test_changed_environment_or_source_runs_cold(warm_repo: Repo) -> None:
     assert repo.git("status", "--porcelain", "data").stdout == ""
 
 
+def test_a_bad_idle_setting_is_named_and_stages_run_cold(warm_repo: Repo) -> None:
+    env = base_env(warm_repo.root) | {"MLREPO_WARM_IDLE_S": "soon"}
+    result = warm_repo.run(*stage_argv(warm_repo, "batches"), env=env)
+    assert "MLREPO_WARM_IDLE_S='soon' is not a number of seconds" in result.stderr, result.stderr
+    assert status(warm_repo) is None
+
+
 def _start_long_generate(repo: Repo) -> subprocess.Popen[bytes]:
     """A generate that runs for seconds, forked from the warm server."""
     repo.run(*stage_argv(repo, "batches"))

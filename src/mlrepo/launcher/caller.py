@@ -82,6 +82,15 @@ def _umask() -> int:
 
 def start_server() -> None:
     """Start this directory's server in the background, detached from the caller."""
+    idle = os.environ.get("MLREPO_WARM_IDLE_S")
+    if idle is not None and not _seconds(idle):
+        # The server would fail on it out of sight; say so where the user looks.
+        print(
+            f"warning: MLREPO_WARM_IDLE_S={idle!r} is not a number of seconds >= 0, so stages"
+            " run cold (no warm server); set it to e.g. 20, or unset it",
+            file=sys.stderr,
+        )
+        return
     devnull = os.devnull
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDONLY, 0),
@@ -93,3 +102,10 @@ def start_server() -> None:
     # Without a server every stage runs cold, as it would without the launcher.
     with contextlib.suppress(OSError):
         os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
+
+
+def _seconds(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
