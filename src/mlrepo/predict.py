@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,7 +31,7 @@ from mlrepo.errors import DataError, first_line
 from mlrepo.io import atomic_path, check_table_suffix, read_chunks
 from mlrepo.prediction import PREDICTION, proba_column
 from mlrepo.prediction.core import LoadedModel, score
-from mlrepo.problems import Problem
+from mlrepo.problems import Problem, merge_chunks
 
 DEFAULT_CHUNK_ROWS = 100_000
 
@@ -85,7 +85,7 @@ def predict_file(
             chunks += 1
             bar.update(len(chunk))
         if problems:
-            lines = [p.render(str(source)) for p in _merged(problems)]
+            lines = [p.render(str(source)) for p in merge_chunks(problems)]
             raise DataError(
                 f"{source} does not fit the model's feature schema; nothing was written. "
                 f"{len(lines)} problem(s):\n  - " + "\n  - ".join(lines)
@@ -122,22 +122,6 @@ def progress_bar(source: Path, enabled: bool) -> Any:
         leave=True,
         dynamic_ncols=True,
     )
-
-
-def _merged(problems: list[Problem]) -> list[Problem]:
-    """One problem per column and rule: the first chunk's examples, the whole file's count."""
-    groups: dict[tuple[str | None, str], list[Problem]] = {}
-    for problem in problems:
-        groups.setdefault((problem.column, problem.check), []).append(problem)
-    merged = []
-    for (_, check), group in groups.items():
-        first = group[0]
-        if len(group) == 1 or check in {"column_in_schema", "column_in_dataframe"}:
-            merged.append(first)
-            continue
-        total = sum(p.count for p in group)
-        merged.append(replace(first, count=total, message=f"{first.message}; {total} rows in all"))
-    return sorted(merged, key=lambda p: (p.column or "", p.check))
 
 
 class _Sink:

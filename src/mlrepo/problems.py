@@ -3,7 +3,7 @@ dataset rules of ``quality``, the prediction core's input check and the service'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -52,3 +52,20 @@ class Problem:
     def render(self, source: str) -> str:
         where = f"column '{self.column}'" if self.column else "table"
         return f"{source}: {where}: {self.message} [{self.check}] Fix: {self.fix}"
+
+
+def merge_chunks(problems: list[Problem]) -> list[Problem]:
+    """The problems found in the chunks (or partitions) of one table, one per column and rule:
+    the first chunk's message and examples, the whole table's count."""
+    groups: dict[tuple[str | None, str], list[Problem]] = {}
+    for problem in problems:
+        groups.setdefault((problem.column, problem.check), []).append(problem)
+    merged = []
+    for (_, check), group in groups.items():
+        first = group[0]
+        if len(group) == 1 or check in {"column_in_schema", "column_in_dataframe"}:
+            merged.append(first)
+            continue
+        total = sum(p.count for p in group)
+        merged.append(replace(first, count=total, message=f"{first.message}; {total} rows in all"))
+    return sorted(merged, key=lambda p: (p.column or "", p.check))

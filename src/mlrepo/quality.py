@@ -110,34 +110,28 @@ def check_target(frame: pd.DataFrame, target: str, params: ValidateParams) -> li
 
 def numeric_looking(frame: pd.DataFrame, columns: list[str]) -> list[Problem]:
     """Text columns that are numbers except for a few entries: a wrong dtype, not a category."""
+    return numeric_looking_problems({c: scans.non_numbers(frame[c]) for c in columns})
+
+
+def numeric_looking_problems(found: dict[str, scans.NonNumbers | None]) -> list[Problem]:
+    """``numeric_looking`` from what ``scans.non_numbers`` found in each column (of the whole
+    table, or summed over its partitions)."""
     problems = []
-    for column in columns:
-        values = frame[column].dropna()
-        if values.empty or pd.api.types.is_numeric_dtype(values.dtype):
+    for column, stats in found.items():
+        if stats is None or stats.values == 0 or stats.bad == 0:
             continue
-        if pd.api.types.is_bool_dtype(values.dtype):
-            continue
-        # Parse each distinct value once: a category column has a handful of them, and
-        # to_numeric costs ~0.5 s per million rows of text.
-        codes, uniques = pd.factorize(values)
-        parses = pd.to_numeric(pd.Series(uniques), errors="coerce").notna().to_numpy()
-        is_number = parses[codes]
-        n_bad = len(values) - int(is_number.sum())
-        if n_bad > 0 and is_number.mean() >= NUMERIC_LOOKING_SHARE:
-            bad_values = pd.Series(uniques)[~parses].tolist()
-            examples = sorted({repr(v) for v in bad_values})[:MAX_EXAMPLES]
-            bad_rows = values.index[np.flatnonzero(~is_number)[:MAX_EXAMPLES]]
-            rows = ", ".join(str(int(i) + 1) for i in bad_rows)
+        if (stats.values - stats.bad) / stats.values >= NUMERIC_LOOKING_SHARE:
+            rows = ", ".join(str(row + 1) for row in stats.rows)
             problems.append(
                 Problem(
                     check="numeric_dtype",
                     column=column,
-                    message=f"a numeric column with {n_bad} non-numeric value(s), e.g. rows "
-                    f"{rows}; values {', '.join(examples)}",
+                    message=f"a numeric column with {stats.bad} non-numeric value(s), e.g. rows "
+                    f"{rows}; values {', '.join(stats.examples)}",
                     fix="correct those values in the source (or declare the column with "
                     "validate.columns.<name>.dtype: categorical if it really is a category)",
-                    count=n_bad,
-                    examples=examples,
+                    count=stats.bad,
+                    examples=list(stats.examples),
                 )
             )
     return problems
@@ -145,17 +139,24 @@ def numeric_looking(frame: pd.DataFrame, columns: list[str]) -> list[Problem]:
 
 def identifier_like(frame: pd.DataFrame, categorical: list[str]) -> list[Problem]:
     """Text columns with a different value in (almost) every row: keys, not features."""
-    problems = []
+    counts = {}
     for column in categorical:
         values = frame[column].dropna()
-        distinct = values.nunique()
-        if distinct > 20 and distinct >= IDENTIFIER_SHARE * len(values):
+        counts[column] = (int(values.nunique()), len(values))
+    return identifier_problems(counts)
+
+
+def identifier_problems(counts: dict[str, tuple[int, int]]) -> list[Problem]:
+    """``identifier_like`` from each column's (distinct values, non-null values)."""
+    problems = []
+    for column, (distinct, n_values) in counts.items():
+        if distinct > 20 and distinct >= IDENTIFIER_SHARE * n_values:
             problems.append(
                 Problem(
                     check="identifier",
                     column=column,
                     severity="warning",
-                    message=f"{distinct} distinct values in {len(values)} rows: looks like an "
+                    message=f"{distinct} distinct values in {n_values} rows: looks like an "
                     "identifier, which a model can only memorise",
                     fix=f"list it in validate.drop_columns (e.g. drop_columns: [{column}])",
                     count=distinct,
@@ -171,7 +172,11 @@ def missing_rows(frame: pd.DataFrame, columns: list[str], params: ValidateParams
     """
     if params.missing != "drop":
         return []
-    has_null = frame[columns].isna().any(axis=1).to_numpy()
+    return missing_problems(frame[columns].isna().any(axis=1).to_numpy())
+
+
+def missing_problems(has_null: np.ndarray) -> list[Problem]:
+    """``missing_rows`` from the mask of rows with a null feature value."""
     n_null = int(has_null.sum())
     if not n_null:
         return []
@@ -190,10 +195,18 @@ def missing_rows(frame: pd.DataFrame, columns: list[str], params: ValidateParams
 def duplicate_rows(frame: pd.DataFrame, params: ValidateParams) -> list[Problem]:
     """Rows that repeat an earlier row: dropped, a warning or an error (``validate.duplicates``)."""
     repeats = scans.repeated_rows(frame).to_numpy()
+    first = [int(i) for i in frame.index[repeats][:MAX_EXAMPLES]]
+    return duplicate_problems(repeats, first, params)
+
+
+def duplicate_problems(
+    repeats: np.ndarray, first_rows: list[int], params: ValidateParams
+) -> list[Problem]:
+    """``duplicate_rows`` from the mask of repeating rows and the row labels of the first few."""
     n_repeats = int(repeats.sum())
     if not n_repeats:
         return []
-    rows = ", ".join(str(int(i) + 1) for i in frame.index[repeats][:5])
+    rows = ", ".join(str(i + 1) for i in first_rows)
     return [
         Problem(
             check="duplicate_rows",
@@ -211,8 +224,13 @@ def constant_columns(
     frame: pd.DataFrame, columns: list[str], params: ValidateParams
 ) -> list[Problem]:
     """Columns with at most one distinct non-null value: dropped, a warning or an error."""
+    return constant_problems([c for c in columns if scans.is_constant(frame[c])], params)
+
+
+def constant_problems(constant: list[str], params: ValidateParams) -> list[Problem]:
+    """``constant_columns`` from the columns found constant."""
     return _per_column(
-        [c for c in columns if scans.is_constant(frame[c])],
+        constant,
         "constant_column",
         _severity(params.constant, "drop_column"),
         "has a single value in every row, so it carries no information",
@@ -224,8 +242,13 @@ def leaking_columns(
     frame: pd.DataFrame, columns: list[str], target: str, params: ValidateParams
 ) -> list[Problem]:
     """Features that alone predict the target perfectly: an error, or a warning (leakage: warn)."""
+    return leak_problems(scans.perfect_predictors(frame, columns, target), params)
+
+
+def leak_problems(leaks: list[str], params: ValidateParams) -> list[Problem]:
+    """``leaking_columns`` from the columns found to leak."""
     return _per_column(
-        scans.perfect_predictors(frame, columns, target),
+        leaks,
         "leakage",
         _severity(params.leakage),
         "alone predicts the target perfectly: it is probably derived from the label",
@@ -241,19 +264,28 @@ def outliers(
 
     ``rows``: estimate the outlier share on these row positions (a seeded sample).
     """
-    sampled = "" if rows is None else f"; estimated on a seeded sample of {len(rows)} rows"
+    shares = scans.outlier_share(frame, columns, params.outlier_z, rows)
+    return outlier_problems(shares, len(frame), None if rows is None else len(rows), params)
+
+
+def outlier_problems(
+    shares: dict[str, float], n_rows: int, sampled: int | None, params: ValidateParams
+) -> list[Problem]:
+    """``outliers`` from each column's outlier share in a table of ``n_rows`` rows, estimated on
+    a seeded sample of ``sampled`` rows (None: on every row)."""
+    sample = "" if sampled is None else f"; estimated on a seeded sample of {sampled} rows"
     return [
         Problem(
             check="outlier_share",
             column=column,
             severity="warning",
             message=f"{share:.1%} of values lie beyond {params.outlier_z} robust "
-            f"standard deviations (threshold {params.max_outlier_share:.1%}){sampled}",
+            f"standard deviations (threshold {params.max_outlier_share:.1%}){sample}",
             fix="check the source for unit errors or sentinels such as -999; "
             "scaler: robust is less sensitive to outliers",
-            count=round(share * len(frame)),
+            count=round(share * n_rows),
         )
-        for column, share in scans.outlier_share(frame, columns, params.outlier_z, rows).items()
+        for column, share in shares.items()
         if share > params.max_outlier_share
     ]
 

@@ -7,8 +7,12 @@ fast on millions of rows: a pass over hashes or a grouped min/max rather than a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+
+from mlrepo.problems import MAX_EXAMPLES
 
 
 def repeated_rows(frame: pd.DataFrame) -> pd.Series:
@@ -45,6 +49,59 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return combined
 
 
+def value_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """One uint64 per row from the values alone, so rows of different partitions of one table
+    hash alike when equal (``_row_hashes`` hashes factorize codes, which are per frame).
+
+    Meant for frames whose columns have their canonical dtypes (``schema.coerce``: numbers as
+    float64, categories as strings, every null NaN), where equal values hash equal.
+    """
+    combined = np.zeros(len(frame), dtype=np.uint64)
+    for name in frame.columns:
+        combined *= np.uint64(1_000_003)
+        combined ^= pd.util.hash_pandas_object(frame[name], index=False).to_numpy()
+    return combined
+
+
+@dataclass(frozen=True)
+class NonNumbers:
+    """Values of a text column that do not parse as numbers; adds up over partitions."""
+
+    values: int  # non-null values
+    bad: int  # of which are not numbers
+    examples: tuple[str, ...] = ()  # the first reprs of the distinct bad values, sorted
+    rows: tuple[int, ...] = ()  # row labels of the first bad values
+
+    def __add__(self, other: NonNumbers) -> NonNumbers:
+        return NonNumbers(
+            self.values + other.values,
+            self.bad + other.bad,
+            tuple(sorted({*self.examples, *other.examples})[:MAX_EXAMPLES]),
+            (self.rows + other.rows)[:MAX_EXAMPLES],
+        )
+
+
+def non_numbers(column: pd.Series) -> NonNumbers | None:
+    """How many non-null values of a text column do not parse as numbers; None for a column
+    that is numeric or boolean already (``quality.numeric_looking`` judges the share)."""
+    values = column.dropna()
+    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        return None
+    if values.empty:
+        return NonNumbers(0, 0)
+    # Parse each distinct value once: a category column has a handful of them, and
+    # to_numeric costs ~0.5 s per million rows of text.
+    codes, uniques = pd.factorize(values)
+    parses = pd.to_numeric(pd.Series(uniques), errors="coerce").notna().to_numpy()
+    is_number = parses[codes]
+    n_bad = len(values) - int(is_number.sum())
+    if not n_bad:
+        return NonNumbers(len(values), 0)
+    examples = sorted({repr(v) for v in pd.Series(uniques)[~parses].tolist()})[:MAX_EXAMPLES]
+    rows = values.index[np.flatnonzero(~is_number)[:MAX_EXAMPLES]]
+    return NonNumbers(len(values), n_bad, tuple(examples), tuple(int(i) for i in rows))
+
+
 def is_constant(column: pd.Series) -> bool:
     """At most one distinct non-null value."""
     if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":
@@ -71,17 +128,10 @@ def perfect_predictors(frame: pd.DataFrame, columns: list[str], target: str) -> 
     labels = frame[target]
     n_classes = labels.nunique()
     numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
-    leaks = set()
+    leaks: set[str] = set()
     if numeric and n_classes:
         ranges = frame[numeric].groupby(labels, observed=True, sort=False).agg(["min", "max"])
-        for column in numeric:
-            low = ranges[(column, "min")].to_numpy(dtype="float64")
-            high = ranges[(column, "max")].to_numpy(dtype="float64")
-            if len(low) < n_classes or np.isnan(low).any():
-                continue  # a class has no value in this column, so it is not one run
-            order = np.argsort(low, kind="stable")
-            if bool(np.all(low[order][1:] > high[order][:-1])):
-                leaks.add(column)
+        leaks.update(c for c in numeric if ranges_separate(ranges, c, n_classes))
     class_codes = pd.factorize(labels)[0]
     for column in columns:
         if column in numeric:
@@ -93,9 +143,27 @@ def perfect_predictors(frame: pd.DataFrame, columns: list[str], target: str) -> 
         values = value_codes[both].astype(np.int64)
         n_values = int(np.count_nonzero(np.bincount(values, minlength=len(uniques))))
         n_pairs = len(pd.unique(values * max(n_classes, 1) + class_codes[both]))
-        if n_pairs == n_values and n_values <= both.sum() / 2:
+        if lookup_separates(n_values, n_pairs, int(both.sum())):
             leaks.add(column)
     return [c for c in columns if c in leaks]
+
+
+def ranges_separate(ranges: pd.DataFrame, column: str, n_classes: int) -> bool:
+    """The classes' value ranges of a numeric column (``ranges``: one row per class, columns
+    ``(column, "min")`` and ``(column, "max")``) are disjoint and cover every class."""
+    low = ranges[(column, "min")].to_numpy(dtype="float64")
+    high = ranges[(column, "max")].to_numpy(dtype="float64")
+    if len(low) < n_classes or np.isnan(low).any():
+        return False  # a class has no value in this column, so it is not one run
+    order = np.argsort(low, kind="stable")
+    return bool(np.all(low[order][1:] > high[order][:-1]))
+
+
+def lookup_separates(n_values: int, n_pairs: int, n_rows: int) -> bool:
+    """A categorical column of ``n_values`` distinct values, seen in ``n_pairs`` distinct
+    (value, class) pairs over ``n_rows`` rows with both, maps each value to one class and is not
+    identifier-like (more than half the values distinct)."""
+    return n_pairs == n_values and n_values <= n_rows / 2
 
 
 def sample_positions(n_rows: int, sample_rows: int | None, seed: int) -> np.ndarray | None:

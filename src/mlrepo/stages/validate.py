@@ -32,7 +32,8 @@ class Validation:
 
     source: str
     rows_in: int
-    frame: pd.DataFrame | None = None
+    rows_out: int = 0  # rows kept, once every rule passed
+    frame: pd.DataFrame | None = None  # the kept rows (None on the partitioned path)
     schema: FeatureSchema | None = None
     problems: list[Problem] = field(default_factory=list)
     dropped: dict[str, Any] = field(default_factory=dict)
@@ -47,14 +48,15 @@ class Validation:
     def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "warning"]
 
-    def apply(self, frame: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
-        """``frame`` without the rows and columns that ``problems`` drop; keep the others."""
-        keep = np.ones(len(frame), dtype=bool)
+    def record(self, problems: list[Problem]) -> tuple[np.ndarray | None, list[str]]:
+        """Count what ``problems`` drop and keep the others: the mask of rows to keep (None:
+        every row) and the columns to drop."""
+        keep: np.ndarray | None = None
         columns = []
         for problem in problems:
             if problem.severity == "drop_rows":
                 assert problem.rows is not None  # Problem makes sure of it
-                keep &= ~problem.rows
+                keep = ~problem.rows if keep is None else keep & ~problem.rows
                 self.dropped[_DROPPED_AS[problem.check]] += problem.count
             elif problem.severity == "drop_column":
                 assert problem.column is not None
@@ -62,15 +64,20 @@ class Validation:
                 self.dropped[_DROPPED_AS[problem.check]].append(problem.column)
             else:
                 self.problems.append(problem)
+        return keep, columns
+
+    def apply(self, frame: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
+        """``frame`` without the rows and columns that ``problems`` drop; keep the others."""
+        keep, columns = self.record(problems)
         frame = frame.drop(columns=columns) if columns else frame
-        return frame if keep.all() else frame[keep]
+        return frame if keep is None or keep.all() else frame[keep]
 
     def report(self) -> dict[str, Any]:
         report = {
             "source": self.source,
             "passed": not self.errors,
             "rows_in": self.rows_in,
-            "rows_out": 0 if self.frame is None or self.errors else len(self.frame),
+            "rows_out": 0 if self.errors else self.rows_out,
             "n_features": 0 if self.schema is None else len(self.schema.features),
             "n_errors": len(self.errors),
             "n_warnings": len(self.warnings),
@@ -147,6 +154,7 @@ def validate(
     if result.errors:
         return result
     result.frame = frame.reset_index(drop=True)
+    result.rows_out = len(result.frame)
     step("learning the schema")
     result.schema = learn_schema(
         result.frame, target, features, nullable=params.missing == "impute"
@@ -221,29 +229,44 @@ def learn_schema(
     frame: pd.DataFrame, target: str, features: list[Feature], *, nullable: bool
 ) -> FeatureSchema:
     """The schema the model is trained on: kinds, observed categories and ranges, classes."""
-    learned = []
+    categories, ranges = {}, {}
     for feature in features:
         column = frame[feature.name]
+        if feature.kind == "categorical":
+            categories[feature.name] = {str(v) for v in column.dropna().unique()}
+        else:
+            ranges[feature.name] = (float(column.min()), float(column.max()))
+    classes = sorted(frame[target].dropna().unique().tolist())
+    return schema_from(target, classes, features, categories, ranges, nullable=nullable)
+
+
+def schema_from(
+    target: str,
+    classes: list[Any],
+    features: list[Feature],
+    categories: dict[str, set[str]],
+    ranges: dict[str, tuple[float, float]],
+    *,
+    nullable: bool,
+) -> FeatureSchema:
+    """``learn_schema`` from what was observed: each categorical feature's values, each numeric
+    one's (min, max)."""
+    learned = []
+    for feature in features:
         if feature.kind == "categorical":
             learned.append(
                 Feature(
                     name=feature.name,
                     kind="categorical",
                     nullable=nullable,
-                    categories=sorted({str(v) for v in column.dropna().unique()}),
+                    categories=sorted(categories[feature.name]),
                 )
             )
         else:
+            low, high = ranges[feature.name]
             learned.append(
-                Feature(
-                    name=feature.name,
-                    kind="numeric",
-                    nullable=nullable,
-                    min=float(column.min()),
-                    max=float(column.max()),
-                )
+                Feature(name=feature.name, kind="numeric", nullable=nullable, min=low, max=high)
             )
-    classes = sorted(frame[target].dropna().unique().tolist())
     return _schema(target, classes, learned)
 
 
