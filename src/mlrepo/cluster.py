@@ -1,4 +1,6 @@
-"""Where train's parallel fits run: here, or on the Dask cluster DASK_SCHEDULER_ADDRESS names.
+"""Where train's parallel fits (and the partition tasks of validate and featurize on the
+``train.distributed`` path, :mod:`mlrepo.partitioned`) run: here, or on the Dask cluster
+DASK_SCHEDULER_ADDRESS names.
 
 The address is the standard Dask environment variable, not a param: where the fits run changes
 no output, so it must not change ``dvc.lock``. :func:`connect` wraps the stage: with an address
@@ -83,14 +85,15 @@ def joblib_backend() -> Any:
 
 
 @contextmanager
-def connect() -> Iterator[Cluster | None]:
+def connect(work: str = "fits") -> Iterator[Cluster | None]:
     """Connect to the cluster at ``DASK_SCHEDULER_ADDRESS``; :mod:`mlrepo.cores` sends the
-    parallel fits there while inside. Nothing to do when the variable is unset."""
+    parallel fits there while inside. Nothing to do when the variable is unset. ``work`` names
+    what is sent, in the log line that says where it runs and in the failure message."""
     global _active
     where = address()
     log = get_logger()
     if where is None:
-        log.info("fits run in this process (%s is not set)", ADDRESS_VARIABLE)
+        log.info("%s run in this process (%s is not set)", work, ADDRESS_VARIABLE)
         yield None
         return
     from distributed import Client
@@ -101,7 +104,7 @@ def connect() -> Iterator[Cluster | None]:
         raise ClusterError(
             f"{ADDRESS_VARIABLE}={where}: no Dask scheduler answered within"
             f" {CONNECT_TIMEOUT_S} s ({exc}). Fix: start one (make cluster) or unset"
-            f" {ADDRESS_VARIABLE} to train in this process"
+            f" {ADDRESS_VARIABLE} to run in this process"
         ) from exc
     try:
         try:
@@ -115,7 +118,8 @@ def connect() -> Iterator[Cluster | None]:
         nthreads = client.nthreads()
         _active = Cluster(where, len(nthreads), sum(nthreads.values()), client)
         log.info(
-            "fits run on the Dask cluster at %s: %d worker(s), %d thread(s)",
+            "%s run on the Dask cluster at %s: %d worker(s), %d thread(s)",
+            work,
             where,
             _active.workers,
             _active.threads,
@@ -126,9 +130,9 @@ def connect() -> Iterator[Cluster | None]:
     except Exception as exc:
         if _is_cluster_failure(exc):
             raise ClusterError(
-                f"the Dask cluster at {where} failed during the fits ({type(exc).__name__}:"
+                f"the Dask cluster at {where} failed during the {work} ({type(exc).__name__}:"
                 f" {exc}); nothing was written. Fix: restart the workers (make cluster) and"
-                f" run again, or unset {ADDRESS_VARIABLE} to train in this process"
+                f" run again, or unset {ADDRESS_VARIABLE} to run in this process"
             ) from exc
         raise
     finally:

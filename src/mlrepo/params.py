@@ -123,6 +123,8 @@ class FeaturizeParams(Section):
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
     seed: int = 42
     scaler: Literal["standard", "robust", "none"] = "standard"
+    # train.distributed only: medians and quartiles from a seeded sample of this many train rows
+    sample_rows: PositiveInt = 100_000
 
 
 Scoring = Literal["accuracy", "f1_macro", "f1_weighted", "roc_auc", "neg_log_loss"]

@@ -91,6 +91,12 @@ def arrow_schema(path: str | Path) -> pa.Schema:
     return pq.ParquetFile(path).schema_arrow
 
 
+def source_of(path: str | Path) -> str:
+    """Where the table came from, as generate recorded it (the user's file, or synthetic)."""
+    attrs = columns_of(path).attrs
+    return str(attrs.get("source", path))
+
+
 def columns_of(path: str | Path) -> pd.DataFrame:
     """An empty frame with the table's columns and the dtypes :func:`read` gives them."""
     return arrow_schema(path).empty_table().to_pandas()

@@ -283,27 +283,43 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_paths(__doc__, ["data", "out", "schema", "report"], argv)
     log = setup_logging("validate")
     params = load_params(args.params)
-    frame = read_table(args.data)
-    source = str(frame.attrs.get("source", args.data))
-    with timed("validate"):
-        result = validate(frame, params.generate.target, params.validate_params, source)
+    target = params.generate.target
+    if params.train.distributed:
+        result = _validate_partitioned(args.data, args.out, target, params.validate_params)
+    else:
+        frame = read_table(args.data)
+        source = str(frame.attrs.get("source", args.data))
+        with timed("validate"):
+            result = validate(frame, target, params.validate_params, source)
     write_json(result.report(), args.report)
     for warning in result.warnings:
-        log.warning(warning.render(source))
+        log.warning(warning.render(result.source))
     if result.errors:
         raise DataError(format_errors(result, args.report))
-    assert result.frame is not None and result.schema is not None
-    write_parquet(result.frame, args.out)
+    assert result.schema is not None
+    if result.frame is not None:
+        write_parquet(result.frame, args.out)
     write_json(result.schema.model_dump(), args.schema)
     log.info(
         "%d of %d rows kept (dropped: %s), %d features, classes %s",
-        len(result.frame),
+        result.rows_out,
         result.rows_in,
         result.dropped,
         len(result.schema.features),
         result.schema.classes,
     )
     return 0
+
+
+def _validate_partitioned(data: str, out: str, target: str, params: ValidateParams) -> Validation:
+    """train.distributed: the table checked partition by partition, on the Dask cluster if one
+    is set (:mod:`mlrepo.partitioned.validate`); the kept rows are written to ``out`` there."""
+    from mlrepo import cluster
+    from mlrepo.partitioned import source_of
+    from mlrepo.partitioned.validate import validate as validate_partitions
+
+    with cluster.connect("validate's partition tasks"), timed("validate"):
+        return validate_partitions(data, out, target, params, source_of(data))
 
 
 if __name__ == "__main__":
