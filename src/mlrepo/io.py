@@ -48,16 +48,20 @@ def read_table(path: str | Path, hint: str = "generate.path in params.yaml") -> 
 
 
 def read_chunks(
-    path: str | Path, chunk_rows: int, hint: str = "the --input path"
+    path: str | Path,
+    chunk_rows: int,
+    hint: str = "the --input path",
+    dtypes: dict[str, Any] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The table at ``path``, ``chunk_rows`` rows at a time, each indexed from 0: the same
-    checks and messages as ``read_table``, without the whole table in memory."""
+    checks and messages as ``read_table``, without the whole table in memory. ``dtypes``: the
+    dtype of each CSV column (else pandas infers one per chunk)."""
     path = Path(path)
     _check_table_path(path, hint)
     any_rows = False
     with _read_errors(path):
         if path.suffix.lower() == ".csv":
-            with pd.read_csv(path, chunksize=chunk_rows) as reader:
+            with pd.read_csv(path, chunksize=chunk_rows, dtype=dtypes) as reader:
                 for chunk in reader:
                     any_rows = any_rows or len(chunk) > 0
                     yield chunk.reset_index(drop=True)
@@ -216,10 +220,16 @@ def write_with(path: str | Path, writer: Callable[[Path], Any]) -> None:
         writer(tmp)
 
 
-def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+def write_parquet(frame: pd.DataFrame, path: str | Path, row_group_rows: int | None = None) -> None:
+    """``frame`` as Parquet; ``row_group_rows`` rows per row group (None: pyarrow's 1,048,576)."""
     if len(frame) >= LARGE_ROWS:
         get_logger().info("%s: writing %s rows", path, f"{len(frame):,}")
-    write_with(path, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
+    write_with(
+        path,
+        lambda tmp: frame.to_parquet(
+            tmp, index=False, engine="pyarrow", row_group_size=row_group_rows
+        ),
+    )
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:

@@ -52,6 +52,8 @@ class GenerateParams(Section):
     weights: list[PositiveFloat] | None = None
     label_noise: Probability = 0.01
     class_sep: PositiveFloat = 1.0
+    # Rows per Parquet row group of data/raw.parquet: the partitions of train.distributed
+    partition_rows: PositiveInt = 1_048_576
 
     # A field validator (not the model one below) so the message names generate.weights and
     # the list given; n_classes is declared before weights, so it is in info.data.

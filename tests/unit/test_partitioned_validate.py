@@ -129,7 +129,7 @@ def test_a_missing_target_or_a_single_class_stops_before_the_rules(tmp_path: Pat
 
 def test_sample_rows_null_is_refused_on_the_partitioned_path(tmp_path: Path) -> None:
     path = write(table(), tmp_path / "raw.parquet")
-    with pytest.raises(ParamsError, match="validate.sample_rows is null"):
+    with pytest.raises(ParamsError, match=r"validate\.sample_rows is null"):
         partitioned.validate(
             path, tmp_path / "out.parquet", "target", ValidateParams(sample_rows=None), "raw"
         )

@@ -14,6 +14,7 @@ the same bytes either way.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 
 from mlrepo import cluster, cores
 from mlrepo.errors import DataError, first_line
-from mlrepo.io import atomic_path, release_unused_memory
+from mlrepo.io import atomic_path, read_chunks, release_unused_memory
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -129,13 +130,14 @@ def positions_in(parts: Sequence[Partition], positions: np.ndarray) -> list[np.n
 class RowGroupWriter:
     """A Parquet file written one frame (one row group) at a time, moved into place on success.
 
-    Every frame is stored with the column types of ``schema``, so a partition whose text column
-    happens to be all null keeps the column's type; the pandas metadata is the first frame's.
+    Every frame is stored with the column types of ``schema`` (None: the first frame's), so a
+    partition whose text column happens to be all null keeps the column's type; the pandas
+    metadata is the first frame's.
     """
 
-    def __init__(self, path: str | Path, schema: pa.Schema) -> None:
+    def __init__(self, path: str | Path, schema: pa.Schema | None) -> None:
         self._atomic = atomic_path(path)
-        self._schema = schema.remove_metadata()
+        self._schema = None if schema is None else schema.remove_metadata()
         self._tmp: Path | None = None
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
@@ -160,8 +162,77 @@ class RowGroupWriter:
     ) -> None:
         try:
             if self._writer is None and kind is None:  # no rows: a file with the columns
+                assert self._schema is not None, "nothing written and no schema given"
                 self._writer = pq.ParquetWriter(self._tmp, self._schema)
             if self._writer is not None:
                 self._writer.close()
         finally:
             self._atomic.__exit__(kind, exc, trace)
+
+
+def copy_table(path: str | Path, out: str | Path, rows: int, attrs: dict[str, str]) -> int:
+    """The user's CSV or Parquet table at ``path`` rewritten to ``out`` as Parquet, ``rows``
+    rows per row group (so per partition), one chunk in memory at a time; the rows written.
+
+    A Parquet table is copied as Arrow record batches, in its own column types. A CSV is read
+    twice: first for the dtype of each column over every chunk (pandas infers one per chunk: a
+    column whose first chunk holds integers and a later one a blank is float), so each column
+    gets the dtype a whole-table read gives it. ``attrs`` go into the pandas metadata, as
+    ``DataFrame.attrs`` (generate records the source there).
+    """
+    if Path(path).suffix.lower() != ".csv":
+        return _copy_parquet(Path(path), out, rows, attrs)
+    hint = "generate.path in params.yaml"
+    dtypes = _csv_dtypes(path, rows, hint)
+    with RowGroupWriter(out, None) as writer:
+        for chunk in read_chunks(path, rows, hint, dtypes):
+            chunk.columns = [str(c) for c in chunk.columns]
+            chunk.attrs.update(attrs)
+            writer.write(chunk)
+    return writer.rows
+
+
+def _copy_parquet(path: Path, out: str | Path, rows: int, attrs: dict[str, str]) -> int:
+    try:
+        source = pq.ParquetFile(path)
+        schema = source.schema_arrow
+        empty = schema.empty_table().to_pandas()
+        empty.attrs.update(attrs)
+        # The source's own pandas metadata (index, dtypes), or pandas' for its columns, with attrs.
+        described = pa.Schema.from_pandas(empty, preserve_index=False).metadata
+        metadata = {**(schema.metadata or {}), b"pandas": described[b"pandas"]}
+        if schema.metadata and b"pandas" in schema.metadata:
+            pandas_meta = json.loads(schema.metadata[b"pandas"])
+            pandas_meta["attributes"] = {**pandas_meta.get("attributes", {}), **attrs}
+            metadata[b"pandas"] = json.dumps(pandas_meta).encode()
+        schema = schema.with_metadata(metadata)
+        written = 0
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            for batch in source.iter_batches(batch_size=rows):
+                writer.write_table(pa.Table.from_batches([batch]).replace_schema_metadata(metadata))
+                written += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{path}: cannot be read as Parquet (corrupt or not Parquet): {first_line(exc)}"
+        ) from None
+    return written
+
+
+def _csv_dtypes(path: str | Path, rows: int, hint: str) -> dict[str, str]:
+    kinds: dict[str, set[str]] = {}
+    for chunk in read_chunks(path, rows, hint):
+        for name, dtype in chunk.dtypes.items():
+            kind = dtype.kind if isinstance(dtype, np.dtype) else "O"
+            kinds.setdefault(str(name), set()).add(kind)
+    return {name: _unified(found) for name, found in kinds.items()}
+
+
+def _unified(kinds: set[str]) -> str:
+    """The dtype of a column whose chunks had dtypes of these kinds."""
+    if kinds <= {"i", "u"}:
+        return "int64"
+    if kinds <= {"i", "u", "f"}:
+        return "float64"
+    if kinds == {"b"}:
+        return "bool"
+    return "str"

@@ -195,10 +195,16 @@ def _most_frequent(counts: pd.Series) -> str:
 
 def _set_moments(scaler: StandardScaler, moments: Moments) -> None:
     """The mean, variance and scale ``StandardScaler.fit`` computes on every row, from the
-    combined ``moments`` (the same formulas as its ``partial_fit``)."""
-    scaler.mean_ = moments.mean
-    scaler.var_ = moments.var
-    n = moments.n
+    combined ``moments`` (the same formulas as its ``partial_fit``).
+
+    Copied with ``astype``: the moments were computed from arrays that came back from the
+    workers, whose unpickled dtype objects are not numpy's own float64 instance, and pickle
+    would write each of them out again instead of referring to the one it already wrote, so
+    the file would differ from a local run's.
+    """
+    scaler.mean_ = moments.mean.astype(np.float64)  # astype: numpy's own dtype instance
+    scaler.var_ = moments.var.astype(np.float64)
+    n = moments.n.astype(np.int64)
     scaler.n_samples_seen_ = n[0] if n.max() == n.min() else n
     constant = _is_constant_feature(scaler.var_, scaler.mean_, scaler.n_samples_seen_)
     scaler.scale_ = _handle_zeros_in_scale(np.sqrt(scaler.var_), copy=False, constant_mask=constant)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlrepo.errors import DataError, run_cli
-from mlrepo.io import read_table, write_parquet
+from mlrepo.io import read_chunks, read_table, write_parquet
 from mlrepo.logs import setup_logging, timed
 from mlrepo.params import GenerateParams, load_params
 
@@ -74,14 +74,18 @@ def load_source(path: str, target: str) -> pd.DataFrame:
     """The user's table, checked for the one thing generate needs: the target column."""
     frame = read_table(path)
     frame.columns = [str(c) for c in frame.columns]
-    if target not in frame.columns:
-        close = difflib.get_close_matches(target, list(frame.columns), n=1)
+    _check_target(path, list(frame.columns), target)
+    return frame
+
+
+def _check_target(path: str, columns: list[str], target: str) -> None:
+    if target not in columns:
+        close = difflib.get_close_matches(target, columns, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise DataError(
             f"{path}: target column '{target}' not found (columns: "
-            f"{', '.join(frame.columns[:20])}){hint} Fix: set generate.target in params.yaml"
+            f"{', '.join(columns[:20])}){hint} Fix: set generate.target in params.yaml"
         )
-    return frame
 
 
 def generate(params: GenerateParams) -> pd.DataFrame:
@@ -103,10 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="Parquet file to write")
     args = parser.parse_args(argv)
     log = setup_logging("generate")
-    params = load_params(args.params).generate
+    everything = load_params(args.params)
+    params = everything.generate
+    if everything.train.distributed and params.source == "file":
+        # The larger-than-memory path: the user's table is copied chunk by chunk.
+        with timed("generate"):
+            rows = copy_source(params, args.out)
+        log.info("%s: %d rows from %s, copied in partitions", args.out, rows, params.path)
+        return 0
     with timed("generate"):
         frame = generate(params)
-    write_parquet(frame, args.out)
+    write_parquet(frame, args.out, params.partition_rows)
     log.info(
         "%s: %d rows x %d columns from %s",
         args.out,
@@ -115,6 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         frame.attrs["source"],
     )
     return 0
+
+
+def copy_source(params: GenerateParams, out: str) -> int:
+    """``source: file`` without the table in memory: checked for the target column, then
+    rewritten ``generate.partition_rows`` rows at a time (:func:`mlrepo.partitioned.copy_table`)."""
+    from mlrepo.partitioned import copy_table
+
+    header = next(read_chunks(params.path, 1, "generate.path in params.yaml"))
+    _check_target(params.path, [str(c) for c in header.columns], params.target)
+    return copy_table(params.path, out, params.partition_rows, {"source": params.path})
 
 
 if __name__ == "__main__":
