@@ -69,19 +69,26 @@ def check_target(frame: pd.DataFrame, target: str, params: ValidateParams) -> li
                 fix="set generate.target in params.yaml to the label column",
             )
         ]
-    problems = []
     labels = frame[target]
-    if labels.isna().any():
+    return label_problems(labels.value_counts(), int(labels.isna().sum()), target, params)
+
+
+def label_problems(
+    counts: pd.Series, n_null: int, target: str, params: ValidateParams
+) -> list[Problem]:
+    """``check_target`` of a present target column, from its class ``counts`` (largest first)
+    and its ``n_null`` rows without a label."""
+    problems = []
+    if n_null:
         problems.append(
             Problem(
                 check="target_not_null",
                 column=target,
-                message=f"{int(labels.isna().sum())} row(s) have no label",
+                message=f"{n_null} row(s) have no label",
                 fix="label every row, or remove unlabelled rows from the source",
-                count=int(labels.isna().sum()),
+                count=n_null,
             )
         )
-    counts = labels.value_counts()
     if len(counts) < 2:
         problems.append(
             Problem(
@@ -292,7 +299,12 @@ def outlier_problems(
 
 def class_imbalance(frame: pd.DataFrame, target: str, params: ValidateParams) -> list[Problem]:
     """A largest class many times the smallest: worth a look, never a reason to stop (a warning)."""
-    ratio = scans.imbalance_ratio(frame, target)
+    return imbalance_problems(frame[target].value_counts(), target, params)
+
+
+def imbalance_problems(counts: pd.Series, target: str, params: ValidateParams) -> list[Problem]:
+    """``class_imbalance`` from the class ``counts``."""
+    ratio = scans.imbalance_ratio(counts)
     if not ratio > params.max_imbalance_ratio:
         return []
     return [

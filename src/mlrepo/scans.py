@@ -199,6 +199,6 @@ def outlier_share(
     return shares
 
 
-def imbalance_ratio(frame: pd.DataFrame, target: str) -> float:
-    counts = frame[target].value_counts()
+def imbalance_ratio(counts: pd.Series) -> float:
+    """The largest class count over the smallest (1 with fewer than two classes)."""
     return float(counts.max() / counts.min()) if len(counts) >= 2 else 1.0

@@ -1,13 +1,14 @@
-"""train.distributed: xgboost.dask on a Parquet split larger than a worker's memory limit.
+"""train.distributed: validate, featurize and xgboost.dask on a table larger than a worker's memory.
 
 A real scheduler and four ``dask worker --memory-limit`` processes (the nanny restarts a worker
-that passes 95 % of it) train on a split of row groups whose pandas size is above that limit.
+that passes 95 % of it) run validate and featurize partition by partition, then train, on a raw
+table of row groups whose pandas size is above that limit.
 Four, not two: a worker idles at ~300 MB (Python, pandas, scikit-learn, XGBoost) and holds
 about 0.3 times its share of the table during the fit, so with two workers the split would
 have to pass ~1 GB before one worker's limit could be below it; four keep the test near 1 minute.
-The train stage must finish with no worker restarted, its own process must stay below the
-table's size (it never loads the split), and the model it writes must export to ONNX and score
-through batch prediction like any other. The same workers, asked to load the table in one
+Each stage must finish with no worker restarted, each stage's own process must stay below the
+table's size (none loads it), and the model train writes must export to ONNX and score through
+batch prediction like any other. The same workers, asked to load the table in one
 process, are killed: the fit completed where a single-process load does not.
 """
 
@@ -20,7 +21,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -31,26 +31,33 @@ from dask_harness import dask_cluster
 from dvc_harness import PROJECT, Repo, base_env
 
 from mlrepo.bundle import ModelBundle
-from mlrepo.io import read_json, write_json, write_parquet
-from mlrepo.params import FeaturizeParams, ValidateParams
+from mlrepo.io import read_json
 from mlrepo.predict import predict_file
 from mlrepo.prediction.core import from_bundle
-from mlrepo.stages.featurize import featurize
-from mlrepo.stages.validate import validate
 
 pytestmark = pytest.mark.dvc
 
-TRAIN_ROWS = 5_000_000
+ROWS = 5_000_000
+TRAIN_ROWS = ROWS * 4 // 5  # featurize.test_size 0.2
 ROW_GROUP = 250_000
-# Rows the schema, the preprocessor and the scored test split come from (validate, featurize).
-HEAD_ROWS = 20_000
 MEMORY_LIMIT = 700 * 2**20
 WORKERS = 4
-TRAIN_ARGS = (
-    "--train", "data/split/train.parquet", "--schema", "data/schema.json",
-    "--preprocessor", "models/preprocessor.joblib", "--model", "models/model.joblib",
-    "--meta", "models/model.json", "--metrics", "metrics/train.json",
-)  # fmt: skip
+STAGES = {
+    "validate": (
+        "--data", "data/raw.parquet", "--out", "data/validated.parquet",
+        "--schema", "data/schema.json", "--report", "metrics/validation.json",
+    ),
+    "featurize": (
+        "--data", "data/validated.parquet", "--schema", "data/schema.json",
+        "--train", "data/split/train.parquet", "--test", "data/split/test.parquet",
+        "--preprocessor", "models/preprocessor.joblib",
+    ),
+    "train": (
+        "--train", "data/split/train.parquet", "--schema", "data/schema.json",
+        "--preprocessor", "models/preprocessor.joblib", "--model", "models/model.joblib",
+        "--meta", "models/model.json", "--metrics", "metrics/train.json",
+    ),
+}  # fmt: skip
 # The limit is the one the nanny enforces (a worker past 95 % of it is restarted). Spilling and
 # pausing are off: xgboost holds its matrices outside the memory Dask manages, and a paused
 # worker would stall the fit. Arrow's system allocator returns freed buffers at once (its default
@@ -77,7 +84,7 @@ PARAMS = {
 @dataclass(frozen=True)
 class Inputs:
     root: Path
-    table_bytes: int  # the split as one pandas frame, as read_table would hold it
+    table_bytes: int  # the table as one pandas frame, as read_table would hold it
 
 
 def rows(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -92,23 +99,15 @@ def rows(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 
 def build_inputs(root: Path) -> Inputs:
-    """train's inputs: a split of ``TRAIN_ROWS`` rows written one row group at a time (this
-    process never holds it either), and the schema and preprocessor that validate and featurize
-    learn from ``HEAD_ROWS`` rows of the same distribution."""
+    """validate's input: a raw table of ``ROWS`` rows written one row group at a time (this
+    process never holds it either)."""
     rng = np.random.default_rng(11)
-    validation = validate(rows(rng, HEAD_ROWS), "target", ValidateParams())
-    assert validation.schema is not None and validation.frame is not None, validation.errors
-    split = featurize(validation.frame, validation.schema, FeaturizeParams())
-    (root / "data" / "split").mkdir(parents=True)
-    (root / "models").mkdir()
-    write_json(validation.schema.model_dump(), root / "data" / "schema.json")
-    joblib.dump(split.preprocessor, root / "models" / "preprocessor.joblib")
-    write_parquet(split.test, root / "data" / "split" / "test.parquet")
+    (root / "data").mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     table_bytes = 0
-    path = root / "data" / "split" / "train.parquet"
+    path = root / "data" / "raw.parquet"
     writer = None
-    for _ in range(TRAIN_ROWS // ROW_GROUP):
+    for _ in range(ROWS // ROW_GROUP):
         group = rows(rng, ROW_GROUP)
         table_bytes += int(group.memory_usage(deep=True).sum())
         batch = pa.Table.from_pandas(group, preserve_index=False)
@@ -119,12 +118,12 @@ def build_inputs(root: Path) -> Inputs:
     return Inputs(root, table_bytes)
 
 
-def run_train(root: Path, env: dict[str, str]) -> tuple[int, str, int]:
-    """The train stage process: exit code, output, and its peak resident memory in bytes."""
-    log = root / "train.log"
+def run_stage(root: Path, stage: str, env: dict[str, str]) -> tuple[int, str, int]:
+    """A stage's process: exit code, output, and its peak resident memory in bytes."""
+    log = root / f"{stage}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlrepo.stages.train", *TRAIN_ARGS], cwd=root, env=env,
+            [sys.executable, "-m", f"mlrepo.stages.{stage}", *STAGES[stage]], cwd=root, env=env,
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
@@ -132,11 +131,14 @@ def run_train(root: Path, env: dict[str, str]) -> tuple[int, str, int]:
     return proc.returncode, log.read_text(errors="replace"), usage.ru_maxrss * 1024
 
 
-def test_xgboost_dask_trains_on_a_split_larger_than_each_worker_memory(tmp_path: Path) -> None:
+def test_the_distributed_path_runs_on_a_table_larger_than_each_worker_memory(
+    tmp_path: Path,
+) -> None:
     inputs = build_inputs(tmp_path / "work")
     root = inputs.root
-    assert inputs.table_bytes > MEMORY_LIMIT, "the split must not fit in one worker"
+    assert inputs.table_bytes > MEMORY_LIMIT, "the table must not fit in one worker"
     env_repo = Repo(PROJECT)  # the cluster and the stages import this checkout's src
+    peaks, outputs = {}, {}
     with dask_cluster(
         env_repo,
         tmp_path / "dask",
@@ -144,9 +146,10 @@ def test_xgboost_dask_trains_on_a_split_larger_than_each_worker_memory(tmp_path:
         worker_options=("--memory-limit", str(MEMORY_LIMIT)),
         config=WORKER_MEMORY,
     ) as cluster:
-        code, output, peak = run_train(root, cluster.env())
-        assert code == 0, output
-        assert "Remove worker" not in cluster.log("scheduler"), "a worker died during the fit"
+        for stage in STAGES:
+            code, outputs[stage], peaks[stage] = run_stage(root, stage, cluster.env())
+            assert code == 0, outputs[stage]
+            assert "Remove worker" not in cluster.log("scheduler"), f"a worker died in {stage}"
 
         from distributed import Client
         from distributed.scheduler import KilledWorker
@@ -158,12 +161,22 @@ def test_xgboost_dask_trains_on_a_split_larger_than_each_worker_memory(tmp_path:
         restarted = "".join(cluster.log(f"worker-{n}") for n in range(WORKERS))
     assert "exceeded 95% memory budget" in restarted
 
-    groups = TRAIN_ROWS // ROW_GROUP
+    for stage in ("validate", "featurize"):
+        assert (
+            f"{stage}'s partition tasks run on the Dask cluster at {cluster.address}"
+            in (outputs[stage])
+        )
+    groups = ROWS // ROW_GROUP
     assert (
         f"final fit with xgboost.dask on {TRAIN_ROWS} rows in {groups} partition(s), on {WORKERS}"
         f" worker(s) at {cluster.address}, early stopping on 10% held out"
-    ) in output
-    assert peak < inputs.table_bytes, f"train peaked at {peak >> 20} MB: it loaded the split"
+    ) in outputs["train"]
+    # Loading the table would take its size on top of the ~250 MB of a stage's imports; what
+    # they hold instead: validate a hash per row and its outlier sample (validate.sample_rows
+    # rows of numbers), featurize a few partitions, train its CV sample.
+    for stage, peak in peaks.items():
+        assert peak < inputs.table_bytes, f"{stage} peaked at {peak >> 20} MB: {peaks}"
+    assert read_json(root / "metrics" / "validation.json")["rows_out"] == ROWS
     metrics = read_json(root / "metrics" / "train.json")
     assert metrics["train_rows"] == TRAIN_ROWS and 1500 < metrics["cv_rows"] < 2500
     assert 1 <= metrics["n_iter"] <= 10
@@ -189,7 +202,7 @@ def test_xgboost_dask_trains_on_a_split_larger_than_each_worker_memory(tmp_path:
     scored = predict_file(
         model, root / "data/split/test.parquet", root / "scored.parquet", ["target"]
     )
-    assert scored.rows == HEAD_ROWS // 5
+    assert scored.rows == ROWS - TRAIN_ROWS
     result = pd.read_parquet(root / "scored.parquet")
     accuracy = float((result["prediction"] == result["target"]).mean())
     assert accuracy > 0.85, f"accuracy {accuracy:.3f} on the held-out rows"

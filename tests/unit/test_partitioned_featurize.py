@@ -1,13 +1,15 @@
-"""featurize partition by partition: the whole-table split, preprocessing from partition statistics.
+"""featurize partition by partition: a stratified seeded split, preprocessing from statistics.
 
-The train and test parts hold the same rows as the whole-table featurize (in table order); the
-fitted preprocessing transforms like the whole-table one: exactly for the categories and up to
-rounding for the scaler, whose mean and variance come from per-partition moments; with a sample
-smaller than the train part, the medians and quartiles are estimates and the moments stay exact.
+Together the train and test parts hold every row once, each class split in proportion, and the
+same seed gives the same bytes. The fitted preprocessing transforms like one fitted on the whole
+train part in one process: exactly for the categories and up to rounding for the scaler, whose
+mean and variance come from per-partition moments; with a sample smaller than the train part,
+the medians and quartiles are estimates and the moments stay exact.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlrepo.errors import DataError
 from mlrepo.io import read_table
 from mlrepo.params import FeaturizeParams, ValidateParams
 from mlrepo.partitioned import featurize as partitioned
 from mlrepo.partitioned.featurize import Moments
 from mlrepo.schema import FeatureSchema
-from mlrepo.stages.featurize import featurize
+from mlrepo.stages.featurize import build_preprocessor, featurize
 from mlrepo.stages.validate import validate
 
 ROW_GROUP = 113
@@ -47,40 +50,70 @@ def validated(tmp_path: Path, nulls: bool = False) -> tuple[Path, FeatureSchema]
     return path, result.schema
 
 
+def both_parts(tmp_path: Path, name: str = "") -> tuple[Path, Path]:
+    return tmp_path / f"train{name}.parquet", tmp_path / f"test{name}.parquet"
+
+
 @pytest.mark.parametrize(
     ("scaler", "nulls"),
     [("standard", False), ("standard", True), ("robust", True), ("none", False)],
 )
-def test_partitioned_featurize_matches_the_whole_table(
+def test_partitioned_featurize_fits_what_one_process_fits_on_its_train_part(
     tmp_path: Path, scaler: str, nulls: bool
 ) -> None:
     path, schema = validated(tmp_path, nulls)
     params = FeaturizeParams(scaler=scaler)  # sample_rows above the train rows: no estimate
-    whole = featurize(read_table(path), schema, params)
-    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    train, test = both_parts(tmp_path)
     written = partitioned.featurize(path, schema, params, train, test)
     assert written.sampled is None
-    assert (written.train_rows, written.test_rows) == (len(whole.train), len(whole.test))
-    for got, expected in [(train, whole.train), (test, whole.test)]:
-        frame = pd.read_parquet(got)
-        assert pq.ParquetFile(got).num_row_groups == -(-1500 // ROW_GROUP)
-        ordered = frame.sort_values([*schema.names]).reset_index(drop=True)
-        pd.testing.assert_frame_equal(
-            ordered,
-            expected.sort_values([*schema.names]).reset_index(drop=True),
-            check_dtype=False,
-        )
-    probe = whole.test[schema.names]
-    ours = written.preprocessor.transform(probe)
-    np.testing.assert_allclose(ours, whole.preprocessor.transform(probe), rtol=1e-12, atol=1e-12)
-    assert list(written.preprocessor.get_feature_names_out()) == list(
-        whole.preprocessor.get_feature_names_out()
+    frames = [pd.read_parquet(train), pd.read_parquet(test)]
+    assert (written.train_rows, written.test_rows) == (len(frames[0]), len(frames[1]))
+    for part in (train, test):
+        assert pq.ParquetFile(part).num_row_groups == -(-1500 // ROW_GROUP)
+    whole = build_preprocessor(schema, scaler).fit(frames[0][schema.names])
+    probe = frames[1][schema.names]
+    np.testing.assert_allclose(
+        written.preprocessor.transform(probe), whole.transform(probe), rtol=1e-12, atol=1e-12
     )
+    assert list(written.preprocessor.get_feature_names_out()) == list(whole.get_feature_names_out())
+
+
+def test_the_split_is_stratified_complete_and_seeded(tmp_path: Path) -> None:
+    path, schema = validated(tmp_path)
+    table = pd.read_parquet(path)
+    runs = {}
+    for name, seed in [("a", 1), ("b", 1), ("c", 2)]:
+        train, test = both_parts(tmp_path, name)
+        partitioned.featurize(path, schema, FeaturizeParams(seed=seed), train, test)
+        runs[name] = (train.read_bytes(), test.read_bytes())
+        parts = [pd.read_parquet(train), pd.read_parquet(test)]
+        together = pd.concat(parts).sort_values([*schema.names]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            together, table.sort_values([*schema.names]).reset_index(drop=True)
+        )
+        counts = table["y"].value_counts()
+        tested = parts[1]["y"].value_counts()
+        assert len(parts[1]) == math.ceil(len(table) * 0.2)
+        for label, n in counts.items():  # each class's share, to the row
+            assert abs(tested[label] - n * len(parts[1]) / len(table)) < 1
+    assert runs["a"] == runs["b"] and runs["a"] != runs["c"]
+
+
+def test_a_class_too_small_to_split_is_the_whole_table_message(tmp_path: Path) -> None:
+    path, schema = validated(tmp_path)
+    frame = pd.read_parquet(path)
+    frame.loc[3, "y"] = "maybe"  # one row of a third class
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=100)
+    schema = schema.model_copy(update={"classes": ["maybe", "no", "yes"]})
+    train, test = both_parts(tmp_path)
+    with pytest.raises(DataError, match=r"class\(es\) 'maybe' have a single row"):
+        partitioned.featurize(path, schema, FeaturizeParams(), train, test)
+    assert not train.exists() and not test.exists()
 
 
 def test_a_sample_estimates_only_the_order_statistics(tmp_path: Path) -> None:
     path, schema = validated(tmp_path, nulls=True)
-    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    train, test = both_parts(tmp_path)
     whole = featurize(read_table(path), schema, FeaturizeParams())
     written = partitioned.featurize(path, schema, FeaturizeParams(sample_rows=200), train, test)
     assert written.sampled == 200

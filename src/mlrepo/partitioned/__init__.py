@@ -14,8 +14,11 @@ the same bytes either way.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -107,17 +110,51 @@ def run(task: Callable[..., R], items: Sequence[T], *args: Any) -> Iterator[R]:
     """``task(item, *args)`` for every item (a partition, or a partition and what the task needs
     of it alone), results in the order of ``items``.
 
-    On the connected cluster (all its worker threads) or on this machine's cores, through
-    :func:`mlrepo.cores.run`; a few tasks run ahead of the one being consumed, so the results
-    waiting here stay a few partitions' worth.
+    On the connected cluster (the Dask client's futures) or on this machine's cores (a thread
+    pool). One task per worker thread, and one more, are submitted
+    ahead of the result being consumed: the results waiting (whole partitions, when a pass
+    returns rows to write) stay a few partitions' worth here and on each worker, however slowly
+    they are written.
     """
     remote = cluster.current()
-    workers = remote.threads if remote is not None else cores.available()
-    return cores.run(functools.partial(_call, task, args), items, max(1, min(workers, len(items))))
+    call = functools.partial(_call, task, args)
+    if remote is not None:
+        # The client itself, not client.get_executor(): its executor keeps every future it
+        # made, so every result would stay in the workers' memory until the pass ended.
+        yield from _windowed(remote.client, call, items, remote.threads)
+        return
+    workers = max(1, min(cores.available(), len(items)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="partition") as pool:
+        yield from _windowed(pool, call, items, workers)
+
+
+def _submit(pool: Any, call: Callable[[T], R], item: T) -> Future[R]:
+    if isinstance(pool, Executor):
+        return pool.submit(call, item)
+    future: Future[R] = pool.submit(call, item, pure=False)  # a distributed.Client
+    return future
 
 
 def _call(task: Callable[..., R], args: tuple[Any, ...], item: Any) -> R:
     return task(item, *args)
+
+
+def _windowed(pool: Any, call: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """``call`` for each item through ``pool`` (an executor or a Dask client), in order, with
+    ``workers + 1`` submitted ahead of the one consumed."""
+    pending: deque[Future[R]] = deque()
+    upcoming = iter(items)
+    try:
+        for item in itertools.islice(upcoming, workers + 1):
+            pending.append(_submit(pool, call, item))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(upcoming, 1):
+                pending.append(_submit(pool, call, item))
+            yield result
+    finally:
+        for future in pending:  # the consumer stopped early (an error): drop the rest
+            future.cancel()
 
 
 def positions_in(parts: Sequence[Partition], positions: np.ndarray) -> list[np.ndarray]:

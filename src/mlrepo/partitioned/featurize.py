@@ -1,10 +1,16 @@
 """The featurize stage, partition by partition (``train.distributed: true``).
 
-**The split** is the whole-table split: this process reads the label column alone, draws the
-same stratified, seeded train/test positions as :func:`mlrepo.stages.featurize.split_rows`, and
-each partition's task keeps its own rows of each part. They keep their table order (the
-whole-table path writes them in the sampler's order, which only a process holding every row can
-gather), one row group per partition, which train's ``xgboost.dask`` fit reads as its partitions.
+**The split** is stratified and seeded without any per-row state in this process. A first
+pass counts each partition's classes. Each class's test rows are its share of
+``ceil(rows * featurize.test_size)`` (largest remainders, as exact as integers allow), spread
+over the partitions by a multivariate hypergeometric draw (seeded by ``featurize.seed``): the
+counts a uniformly random choice of that many rows of the class would put in each partition.
+Each partition's task then picks that many rows of each class at random (seeded by the seed and
+the partition's number). So it is a uniformly random stratified split, the same wherever the
+tasks run; it is not the same rows as the whole-table path's (scikit-learn's
+``train_test_split`` permutes every row index at once, ~100 bytes a row here). The rows keep
+their table order, one row group per partition, which train's ``xgboost.dask`` fit reads as
+its partitions.
 
 **The preprocessing is fitted from partition statistics.** Each task returns, for its train
 rows, the count, mean and sum of squared deviations of every numeric feature (combined here with
@@ -18,13 +24,13 @@ then the exact moments and most frequent categories are put in place.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -35,7 +41,7 @@ from mlrepo.io import Steps
 from mlrepo.params import FeaturizeParams
 from mlrepo.partitioned import Partition, RowGroupWriter, arrow_schema, partitions, read, run
 from mlrepo.schema import FeatureSchema
-from mlrepo.stages.featurize import build_preprocessor, split_rows
+from mlrepo.stages.featurize import build_preprocessor, check_split
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,18 @@ class Moments:
     n: np.ndarray
     mean: np.ndarray
     m2: np.ndarray
+
+    @classmethod
+    def of_columns(cls, frame: pd.DataFrame, columns: list[str]) -> Moments:
+        """The moments of ``columns``, one column at a time (no copy of the block)."""
+        parts = [
+            cls.of(frame[c].to_numpy(dtype="float64", na_value=np.nan)[:, None]) for c in columns
+        ]
+        return cls(
+            np.concatenate([p.n for p in parts]) if parts else np.zeros(0, dtype=np.int64),
+            np.concatenate([p.mean for p in parts]) if parts else np.zeros(0),
+            np.concatenate([p.m2 for p in parts]) if parts else np.zeros(0),
+        )
 
     @classmethod
     def of(cls, values: np.ndarray) -> Moments:
@@ -79,20 +97,66 @@ class Part:
     sample: pd.DataFrame  # the sampled train rows
 
 
+def label_counts(part: Partition, target: str) -> pd.Series:
+    return read(part, [target])[target].value_counts(dropna=True)
+
+
 def split_partition(
-    item: tuple[Partition, np.ndarray, np.ndarray | None], schema: FeatureSchema
+    item: tuple[Partition, np.ndarray, np.ndarray | None],
+    schema: FeatureSchema,
+    classes: list[Any],
+    seed: int,
 ) -> Part:
-    part, is_test, sample = item
+    """The partition's train and test rows, ``item``'s quota of test rows of each class (in
+    ``classes`` order) chosen at random, and what the fit needs of its train rows."""
+    part, quota, sample = item
     frame = read(part)
-    train, test = frame[~is_test], frame[is_test]
-    values = train[schema.numeric].to_numpy(dtype="float64", na_value=np.nan)
+    codes = pd.Index(classes).get_indexer(frame[schema.target])
+    rng = np.random.default_rng([seed, part.index])
+    is_test = np.zeros(len(frame), dtype=bool)
+    for code, n_test in enumerate(quota):
+        if n_test:
+            is_test[rng.choice(np.flatnonzero(codes == code), size=n_test, replace=False)] = True
+    # One copy of each part (take), indexed in place: a worker holds little beyond its rows.
+    train = frame.take(np.flatnonzero(~is_test))
+    test = frame.take(np.flatnonzero(is_test))
+    del frame
+    train.index = pd.RangeIndex(len(train))
+    test.index = pd.RangeIndex(len(test))
     return Part(
-        train=train.reset_index(drop=True),
-        test=test.reset_index(drop=True),
-        moments=Moments.of(values),
+        train=train,
+        test=test,
+        moments=Moments.of_columns(train, schema.numeric),
         counts={name: train[name].value_counts(dropna=True) for name in schema.categorical},
         sample=train if sample is None else train.iloc[sample],
     )
+
+
+def plan_split(counts: list[pd.Series], params: FeaturizeParams) -> tuple[list[Any], np.ndarray]:
+    """The classes (sorted) and how many test rows of each each partition gives (partitions x
+    classes), from each partition's class ``counts``."""
+    classes = sorted(set().union(*(c.index for c in counts)))
+    table = np.array([[int(c.get(k, 0)) for k in classes] for c in counts], dtype=np.int64)
+    totals = table.sum(axis=0)
+    check_split(pd.Series(totals, index=classes), params)
+    n_rows = int(totals.sum())
+    per_class = _shares(totals, math.ceil(n_rows * params.test_size))
+    rng = np.random.default_rng(params.seed)
+    spread = [
+        rng.multivariate_hypergeometric(table[:, k], per_class[k]) for k in range(len(classes))
+    ]
+    return classes, np.column_stack(spread)
+
+
+def _shares(totals: np.ndarray, n: int) -> np.ndarray:
+    """``n`` split over classes in proportion to ``totals``: floors, then one more to each of the
+    largest remainders (the first class on ties), in integers."""
+    scaled = totals * n
+    shares = scaled // totals.sum()
+    remainders = scaled % totals.sum()
+    extra = np.argsort(-remainders, kind="stable")[: n - int(shares.sum())]
+    shares[extra] += 1
+    return shares
 
 
 @dataclass
@@ -116,22 +180,17 @@ def featurize(
     n_rows = parts[-1].stop
     step = Steps("featurize", n_rows)
     step(f"splitting {n_rows:,} rows ({len(parts)} partition(s))")
-    labels = pq.read_table(path, columns=[schema.target]).column(0).to_pandas()
-    _, test_rows = split_rows(labels, params)
-    del labels
-    is_test = np.zeros(n_rows, dtype=bool)
-    is_test[test_rows] = True
-    n_train = n_rows - len(test_rows)
+    classes, quotas = plan_split(list(run(label_counts, parts, schema.target)), params)
+    train_rows = [p.rows - int(q.sum()) for p, q in zip(parts, quotas, strict=True)]
+    n_train = sum(train_rows)
     sample = scans.sample_positions(n_train, params.sample_rows, params.seed)
-    items = list(
-        zip(parts, _per_partition(parts, is_test), _samples(parts, is_test, sample), strict=True)
-    )
+    items = list(zip(parts, quotas, _samples(train_rows, sample), strict=True))
     total: Moments | None = None
     counts: dict[str, list[pd.Series]] = {name: [] for name in schema.categorical}
     samples = []
     columns = arrow_schema(path)
     with RowGroupWriter(train_out, columns) as train, RowGroupWriter(test_out, columns) as test:
-        for found in run(split_partition, items, schema):
+        for found in run(split_partition, items, schema, classes, params.seed):
             train.write(found.train)
             test.write(found.test)
             total = found.moments if total is None else total + found.moments
@@ -210,18 +269,12 @@ def _set_moments(scaler: StandardScaler, moments: Moments) -> None:
     scaler.scale_ = _handle_zeros_in_scale(np.sqrt(scaler.var_), copy=False, constant_mask=constant)
 
 
-def _per_partition(parts: list[Partition], mask: np.ndarray) -> list[np.ndarray]:
-    return [mask[p.start : p.stop] for p in parts]
-
-
-def _samples(
-    parts: list[Partition], is_test: np.ndarray, sample: np.ndarray | None
-) -> list[np.ndarray | None]:
+def _samples(train_rows: list[int], sample: np.ndarray | None) -> list[np.ndarray | None]:
     """Each partition's share of ``sample`` (positions among the train rows in table order),
     relative to the partition's own train rows; None everywhere when every row is sampled."""
     if sample is None:
-        return [None] * len(parts)
-    before = np.cumsum([0, *(int((~is_test[p.start : p.stop]).sum()) for p in parts)])
+        return [None] * len(train_rows)
+    before = np.cumsum([0, *train_rows])
     bounds = np.searchsorted(sample, before)
     return [
         sample[a:b] - offset

@@ -26,6 +26,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# check_frame imports pandera on first use; tasks run on several threads at once, and two of
+# them importing it together deadlock in the import system. Imported with this module instead
+# (on a worker: when the first task is unpickled).
+import pandera.pandas  # noqa: F401
 import pyarrow as pa
 
 from mlrepo import quality, scans
@@ -78,7 +83,8 @@ def prepared(part: Partition, columns: Columns) -> pd.DataFrame:
 class Scan:
     non_numbers: dict[str, scans.NonNumbers | None]
     problems: list[Problem]  # the column rules' (check_frame), rows numbered in the table
-    labels: pd.Series
+    classes: pd.Series  # label counts
+    unlabelled: int
     has_null: np.ndarray | None  # rows with a null feature, under missing: drop
     hashes: np.ndarray  # of the rows without one
 
@@ -102,7 +108,15 @@ def scan(
     if params.missing == "drop":
         has_null = frame[[f.name for f in columns.features]].isna().any(axis=1).to_numpy()
     kept = frame if has_null is None else frame[~has_null]
-    return Scan(non_numbers, problems, frame[columns.target], has_null, scans.value_hashes(kept))
+    labels = frame[columns.target]
+    return Scan(
+        non_numbers,
+        problems,
+        labels.value_counts(),
+        int(labels.isna().sum()),
+        has_null,
+        scans.value_hashes(kept),
+    )
 
 
 def rows_at(item: tuple[Partition, np.ndarray], columns: Columns) -> pd.DataFrame:
@@ -114,12 +128,14 @@ def rows_at(item: tuple[Partition, np.ndarray], columns: Columns) -> pd.DataFram
 class Profile:
     """What the rules after the row drops need of one partition's kept rows."""
 
+    classes: pd.Series  # label counts
+    unlabelled: int
     ranges: pd.DataFrame  # numeric features: min and max
     counts: dict[str, pd.Series]  # categorical features: value counts
     class_ranges: pd.DataFrame  # numeric features: min and max per class
     pairs: dict[str, pd.DataFrame]  # categorical features: distinct (value, class) pairs
     both: dict[str, int]  # categorical features: rows with a value and a class
-    sample: pd.DataFrame  # numeric features of the outlier sample's rows
+    sample: dict[str, np.ndarray]  # numeric features: the values of the outlier sample's rows
 
 
 def profile(item: tuple[Partition, np.ndarray, np.ndarray | None], columns: Columns) -> Profile:
@@ -135,18 +151,26 @@ def profile(item: tuple[Partition, np.ndarray, np.ndarray | None], columns: Colu
         pairs[name] = known.drop_duplicates()
         both[name] = len(known)
     return Profile(
+        classes=labels.value_counts(),
+        unlabelled=int(labels.isna().sum()),
         ranges=frame[numeric].agg(["min", "max"]),
         counts={name: frame[name].value_counts(dropna=True) for name in categorical},
         class_ranges=frame[numeric].groupby(labels, observed=True, sort=False).agg(["min", "max"]),
         pairs=pairs,
         both=both,
-        sample=frame[numeric] if sample is None else frame[numeric].iloc[sample],
+        sample={
+            name: frame[name].to_numpy(dtype="float64", na_value=np.nan)[
+                slice(None) if sample is None else sample
+            ]
+            for name in numeric
+        },
     )
 
 
 def output(item: tuple[Partition, np.ndarray], columns: Columns, keep: list[str]) -> pd.DataFrame:
     part, rows = item
-    return prepared(part, columns).loc[:, keep][rows].reset_index(drop=True)
+    frame = prepared(part, columns).loc[:, keep]
+    return (frame if rows.all() else frame[rows]).reset_index(drop=True)
 
 
 def validate(
@@ -183,8 +207,9 @@ def validate(
     bounds = {name: (rule.min, rule.max) for name, rule in params.columns.items()}
     step(f"scanning {len(parts)} partition(s): column rules, types, nulls, row hashes")
     scanned = list(run(scan, parts, columns, declared, inferred_categorical, bounds, params))
-    labels = pd.concat([s.labels for s in scanned])
-    target_problems = quality.check_target(labels.to_frame(), target, params)
+    classes = _counted([s.classes for s in scanned])
+    unlabelled = sum(s.unlabelled for s in scanned)
+    target_problems = quality.label_problems(classes, unlabelled, target, params)
     if any(p.check in {"target_present", "target_classes"} for p in target_problems):
         result.problems += target_problems
         return result
@@ -202,7 +227,7 @@ def validate(
     hashes = np.concatenate([s.hashes for s in scanned])
     del scanned
     step("duplicate rows")
-    repeats = _repeats(parts, columns, np.flatnonzero(keep), hashes)
+    repeats = _repeats(parts, columns, keep, hashes)
     first = [int(i) for i in np.flatnonzero(repeats)[:MAX_EXAMPLES]]
     not_repeated, _ = result.record(quality.duplicate_problems(repeats, first, params))
     keep = keep if not_repeated is None else keep & not_repeated
@@ -216,14 +241,14 @@ def validate(
     _, dropped = result.record(quality.constant_problems(found.constant(present), params))
     features = [f for f in present if f.name not in dropped]
     numeric = [f.name for f in features if f.kind == "numeric"]
-    kept_labels = labels[keep]
-    result.problems += quality.check_target(kept_labels.to_frame(), target, params)
-    leaks = found.leaks([f.name for f in features], numeric, int(kept_labels.nunique()))
+    result.problems += quality.label_problems(found.classes, found.unlabelled, target, params)
+    leaks = found.leaks([f.name for f in features], numeric, len(found.classes))
     result.problems += quality.leak_problems(leaks, params)
     shares = scans.outlier_share(found.sample, numeric, params.outlier_z)
+    del found.sample  # the largest thing held here (validate.sample_rows rows of numbers)
     sampled = None if sample is None else len(sample)
     result.problems += quality.outlier_problems(shares, n_kept, sampled, params)
-    result.problems += quality.class_imbalance(kept_labels.to_frame(), target, params)
+    result.problems += quality.imbalance_problems(found.classes, target, params)
     mistyped = {p.column for p in result.problems if p.check == "numeric_dtype"}
     result.problems += quality.identifier_problems(
         {
@@ -238,7 +263,7 @@ def validate(
     step("learning the schema")
     result.schema = schema_from(
         target,
-        sorted(kept_labels.dropna().unique().tolist()),
+        sorted(found.classes.index.tolist()),
         features,
         {
             f.name: set(map(str, found.counts[f.name].index))
@@ -274,14 +299,16 @@ def _split(parts: list[Partition], mask: np.ndarray) -> list[np.ndarray]:
 
 
 def _repeats(
-    parts: list[Partition], columns: Columns, positions: np.ndarray, hashes: np.ndarray
+    parts: list[Partition], columns: Columns, keep: np.ndarray, hashes: np.ndarray
 ) -> np.ndarray:
-    """Mask of the table's rows that repeat an earlier kept row exactly: rows whose hash is
-    shared are fetched from their partitions and compared value by value."""
+    """Mask of the table's rows that repeat an earlier kept row exactly (``hashes``: of the kept
+    rows): rows whose hash is shared are fetched from their partitions and compared value by
+    value."""
     repeats = np.zeros(parts[-1].stop, dtype=bool)
-    candidates = positions[pd.Series(hashes).duplicated(keep=False).to_numpy()]
-    if not len(candidates):
+    shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    if not shared.any():
         return repeats
+    candidates = np.flatnonzero(keep)[shared]
     local = positions_in(parts, candidates)
     items = [(p, rows) for p, rows in zip(parts, local, strict=True) if len(rows)]
     rows = pd.concat(list(run(rows_at, items, columns)))
@@ -293,6 +320,8 @@ def _repeats(
 class Profiles:
     """The partitions' profiles, combined."""
 
+    classes: pd.Series
+    unlabelled: int
     ranges: pd.DataFrame
     counts: dict[str, pd.Series]
     class_ranges: pd.DataFrame
@@ -351,6 +380,8 @@ def _profiles(
     categorical = [f.name for f in columns.features if f.kind == "categorical"]
     ranges = pd.concat([p.ranges for p in found])
     return Profiles(
+        classes=_counted([p.classes for p in found]),
+        unlabelled=sum(p.unlabelled for p in found),
         ranges=pd.DataFrame({"min": ranges.loc["min"].min(), "max": ranges.loc["max"].max()}).T,
         counts={
             name: pd.concat([p.counts[name] for p in found]).groupby(level=0, sort=False).sum()
@@ -362,8 +393,24 @@ def _profiles(
             for name in categorical
         },
         both={name: sum(p.both[name] for p in found) for name in categorical},
-        sample=pd.concat([p.sample for p in found]),
+        sample=_gathered([p.sample for p in found]),
     )
+
+
+def _counted(counts: list[pd.Series]) -> pd.Series:
+    """Value counts of the partitions added up, largest first (as ``value_counts`` orders them;
+    equal counts in the order the values first appear)."""
+    total = pd.concat(counts).groupby(level=0, sort=False).sum()
+    return total.sort_values(ascending=False, kind="stable")
+
+
+def _gathered(samples: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """The partitions' sampled values as one frame, a column at a time: each partition's array
+    is freed once copied, so the sample is held about once, not twice."""
+    columns = {}
+    for name in list(samples[0]) if samples else []:
+        columns[name] = np.concatenate([s.pop(name) for s in samples])
+    return pd.DataFrame(columns, copy=False)
 
 
 def _class_ranges(ranges: pd.DataFrame) -> pd.DataFrame:

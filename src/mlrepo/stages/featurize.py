@@ -97,21 +97,7 @@ def featurize(frame: pd.DataFrame, schema: FeatureSchema, params: FeaturizeParam
 
 def split_rows(labels: pd.Series, params: FeaturizeParams) -> tuple[np.ndarray, np.ndarray]:
     """The positions of the train and test rows: stratified by ``labels``, seeded."""
-    counts = labels.value_counts()
-    if counts.min() < 2:
-        rare = ", ".join(repr(label) for label in counts[counts < 2].index.tolist())
-        raise DataError(
-            f"class(es) {rare} have a single row; a stratified split needs at least two rows per"
-            " class. Fix: add rows for them, or raise validate.min_class_count to reject them"
-        )
-    n_test = math.ceil(len(labels) * params.test_size)  # how train_test_split rounds
-    n_classes = len(counts)
-    if n_test < n_classes or len(labels) - n_test < n_classes:
-        raise DataError(
-            f"featurize.test_size={params.test_size} leaves {n_test} test row(s) of {len(labels)}"
-            f" for {n_classes} classes; each part needs at least one row per class. Fix: choose"
-            " a test_size between 0.1 and 0.5, or use more data"
-        )
+    check_split(labels.value_counts(), params)
     # Split row positions, not the frame: the same rows as splitting the frame itself, and each
     # part is then gathered once.
     train_rows, test_rows = train_test_split(
@@ -121,6 +107,25 @@ def split_rows(labels: pd.Series, params: FeaturizeParams) -> tuple[np.ndarray, 
         random_state=params.seed,
     )
     return train_rows, test_rows
+
+
+def check_split(counts: pd.Series, params: FeaturizeParams) -> None:
+    """A stratified split of a table with these class ``counts`` can give each part every class."""
+    if counts.min() < 2:
+        rare = ", ".join(repr(label) for label in counts[counts < 2].index.tolist())
+        raise DataError(
+            f"class(es) {rare} have a single row; a stratified split needs at least two rows per"
+            " class. Fix: add rows for them, or raise validate.min_class_count to reject them"
+        )
+    n_rows = int(counts.sum())
+    n_test = math.ceil(n_rows * params.test_size)  # how train_test_split rounds
+    n_classes = len(counts)
+    if n_test < n_classes or n_rows - n_test < n_classes:
+        raise DataError(
+            f"featurize.test_size={params.test_size} leaves {n_test} test row(s) of {n_rows}"
+            f" for {n_classes} classes; each part needs at least one row per class. Fix: choose"
+            " a test_size between 0.1 and 0.5, or use more data"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
