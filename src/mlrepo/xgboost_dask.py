@@ -21,10 +21,8 @@ workers (their number and the partitions each one gets). That is why the choice 
 Early stopping holds out ``validation_fraction`` of each partition (seeded by ``train.seed``),
 not a stratified share of the whole table, as a stratified split would need every label at once.
 
-Only train scales out this way. validate and featurize still read their table whole in one
-process: validate's rules need every row at once (duplicates, leakage, per-column statistics)
-and featurize's stratified split and fitted preprocessing are computed over the whole table;
-per-partition versions of them are not built, so they bound the table size the pipeline takes.
+On the same path validate and featurize work partition by partition (:mod:`mlrepo.partitioned`)
+and write the split one row group per partition, the partitions read here.
 """
 
 from __future__ import annotations

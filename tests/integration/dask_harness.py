@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from dvc_harness import VENV_BIN, Repo, base_env
 
 DASK = VENV_BIN / "dask"
@@ -148,3 +149,12 @@ def dask_cluster(
         yield cluster
     finally:
         cluster.stop()
+
+
+def wait_for_tasks(cluster: DaskCluster, timeout: float = 120) -> None:
+    """Until the scheduler holds a stage's tasks (the stage is past start-up, tasks running)."""
+    deadline = time.monotonic() + timeout
+    while cluster.task_count() < 2:
+        if time.monotonic() > deadline:
+            pytest.fail("the stage's tasks never reached the scheduler")
+        time.sleep(0.2)

@@ -9,12 +9,11 @@ with every worker gone the stage fails with one clear message and writes nothing
 from __future__ import annotations
 
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dask_harness import DaskCluster, dask_cluster
+from dask_harness import DaskCluster, dask_cluster, wait_for_tasks
 from dvc_harness import DVC, Origin, Repo, Result, copy_workspace
 
 pytestmark = pytest.mark.dvc
@@ -69,15 +68,6 @@ def test_grid_search_on_cluster_is_byte_identical_to_local(
     assert "cross-validating 20 fit(s) on 800 rows: 2 at a time" in run.result.output
     assert "Run out-of-band function 'code_digest'" in worker_logs  # both workers were used
     assert_identical(run, local_run)
-
-
-def wait_for_tasks(cluster: DaskCluster, timeout: float = 120) -> None:
-    """Until the scheduler holds the search's tasks (train is past start-up, fits running)."""
-    deadline = time.monotonic() + timeout
-    while cluster.task_count() < 2:
-        if time.monotonic() > deadline:
-            pytest.fail("the search's tasks never reached the scheduler")
-        time.sleep(0.2)
 
 
 def exp_run_losing_workers(repo: Repo, cluster: DaskCluster, *workers: int) -> tuple[int, str]:

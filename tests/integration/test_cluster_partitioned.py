@@ -9,11 +9,12 @@ reach train as row groups, and the model must export and evaluate as any other.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from dask_harness import dask_cluster
+from dask_harness import dask_cluster, wait_for_tasks
 from dvc_harness import DVC, Origin, Repo, copy_workspace
 
 pytestmark = pytest.mark.dvc
@@ -103,3 +104,66 @@ def test_a_bad_table_fails_with_the_whole_table_message_and_writes_nothing(
     assert pq.ParquetFile(repo.path("data/raw.parquet")).num_row_groups == 6
     validated = repo.path("data/validated.parquet")
     assert not validated.exists() or validated.read_bytes() == before
+
+
+def test_a_worker_killed_mid_validate_leaves_the_tasks_to_the_other(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """Partition tasks are pure: the scheduler runs a lost worker's tasks again on the other,
+    and the outputs are the local run's bytes."""
+    params = {**PARAMS, "generate.n_samples": 300_000, "generate.partition_rows": 10_000}
+    local = copy_workspace(origin.repo, tmp_path / "local")
+    local.set_params(params)
+    local.run(DVC, "repro", "validate", timeout=300)
+    remote = copy_workspace(origin.repo, tmp_path / "remote")
+    remote.set_params(params)
+    remote.run(DVC, "repro", "generate", timeout=300)
+    with dask_cluster(remote, tmp_path / "dask") as cluster:
+        proc = subprocess.Popen(
+            [str(DVC), "repro", "validate"], cwd=remote.root, env=cluster.env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            wait_for_tasks(cluster)
+            cluster.kill_worker(0)
+            output, _ = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        removed = "Remove worker" in cluster.log("scheduler")
+    assert proc.returncode == 0, output
+    assert removed, cluster.log("scheduler")
+    for name in ("data/validated.parquet", "data/schema.json", "metrics/validation.json"):
+        assert remote.path(name).read_bytes() == local.path(name).read_bytes(), name
+
+
+def test_every_worker_lost_mid_featurize_fails_clearly_and_writes_nothing(
+    origin: Origin, tmp_path: Path
+) -> None:
+    params = {**PARAMS, "generate.n_samples": 300_000, "generate.partition_rows": 10_000}
+    repo = copy_workspace(origin.repo, tmp_path / "repo")
+    repo.set_params(params)
+    repo.run(DVC, "repro", "validate", timeout=300)
+    with dask_cluster(repo, tmp_path / "dask", no_workers_timeout="3s") as cluster:
+        proc = subprocess.Popen(
+            [str(DVC), "repro", "featurize"], cwd=repo.root, env=cluster.env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            wait_for_tasks(cluster)
+            cluster.kill_worker(0)
+            cluster.kill_worker(1)
+            output, _ = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode != 0, output
+    assert (
+        f"error: the Dask cluster at {cluster.address} failed during the featurize's partition"
+        " tasks"
+    ) in output
+    assert "nothing was written" in output and "Traceback" not in output, output
+    split = repo.path("data/split")
+    assert not list(split.glob("*.parquet")) and not list(split.glob(".*.tmp")), output
