@@ -158,3 +158,24 @@ def wait_for_tasks(cluster: DaskCluster, timeout: float = 120) -> None:
         if time.monotonic() > deadline:
             pytest.fail("the stage's tasks never reached the scheduler")
         time.sleep(0.2)
+
+
+def run_losing_workers(
+    cluster: DaskCluster, cwd: Path, argv: list[str], *workers: int
+) -> tuple[int, str]:
+    """Exit code and output of ``argv`` run against ``cluster``, killing ``workers`` once its
+    tasks are running."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=cluster.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_tasks(cluster)
+        for n in workers:
+            cluster.kill_worker(n)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, output

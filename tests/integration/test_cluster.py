@@ -8,12 +8,11 @@ with every worker gone the stage fails with one clear message and writes nothing
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dask_harness import DaskCluster, dask_cluster, wait_for_tasks
+from dask_harness import DaskCluster, dask_cluster, run_losing_workers
 from dvc_harness import DVC, Origin, Repo, Result, copy_workspace
 
 pytestmark = pytest.mark.dvc
@@ -70,31 +69,12 @@ def test_grid_search_on_cluster_is_byte_identical_to_local(
     assert_identical(run, local_run)
 
 
-def exp_run_losing_workers(repo: Repo, cluster: DaskCluster, *workers: int) -> tuple[int, str]:
-    """Exit code and output of the GRID `dvc exp run` on ``cluster``, killing ``workers`` once
-    its fits are running."""
-    proc = subprocess.Popen(
-        [str(DVC), "exp", "run", *GRID], cwd=repo.root, env=cluster.env(),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        wait_for_tasks(cluster)
-        for n in workers:
-            cluster.kill_worker(n)
-        output, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, output
-
-
 def test_worker_killed_mid_search_run_completes_on_the_other(
     local_run: Run, origin: Origin, tmp_path: Path
 ) -> None:
     repo = copy_workspace(origin.repo, tmp_path / "repo")
     with dask_cluster(repo, tmp_path / "dask") as cluster:
-        code, output = exp_run_losing_workers(repo, cluster, 0)
+        code, output = run_losing_workers(cluster, repo.root, [str(DVC), "exp", "run", *GRID], 0)
         removed = "Remove worker" in cluster.log("scheduler")
     assert code == 0, output
     assert removed, cluster.log("scheduler")
@@ -106,7 +86,7 @@ def test_every_worker_lost_fails_clearly_and_writes_nothing(origin: Origin, tmp_
     repo = copy_workspace(origin.repo, tmp_path / "repo")
     before = {name: repo.path(name).read_bytes() for name in COMPARED}
     with dask_cluster(repo, tmp_path / "dask", no_workers_timeout="3s") as cluster:
-        code, output = exp_run_losing_workers(repo, cluster, 0, 1)
+        code, output = run_losing_workers(cluster, repo.root, [str(DVC), "exp", "run", *GRID], 0, 1)
     assert code != 0, output
     assert f"error: the Dask cluster at {cluster.address} failed during the fits" in output
     assert "nothing was written" in output and "Traceback" not in output, output

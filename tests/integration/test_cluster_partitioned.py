@@ -9,12 +9,11 @@ reach train as row groups, and the model must export and evaluate as any other.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from dask_harness import dask_cluster, wait_for_tasks
+from dask_harness import dask_cluster, run_losing_workers
 from dvc_harness import DVC, Origin, Repo, copy_workspace
 
 pytestmark = pytest.mark.dvc
@@ -119,20 +118,9 @@ def test_a_worker_killed_mid_validate_leaves_the_tasks_to_the_other(
     remote.set_params(params)
     remote.run(DVC, "repro", "generate", timeout=300)
     with dask_cluster(remote, tmp_path / "dask") as cluster:
-        proc = subprocess.Popen(
-            [str(DVC), "repro", "validate"], cwd=remote.root, env=cluster.env(),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            wait_for_tasks(cluster)
-            cluster.kill_worker(0)
-            output, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        code, output = run_losing_workers(cluster, remote.root, [str(DVC), "repro", "validate"], 0)
         removed = "Remove worker" in cluster.log("scheduler")
-    assert proc.returncode == 0, output
+    assert code == 0, output
     assert removed, cluster.log("scheduler")
     for name in ("data/validated.parquet", "data/schema.json", "metrics/validation.json"):
         assert remote.path(name).read_bytes() == local.path(name).read_bytes(), name
@@ -146,20 +134,9 @@ def test_every_worker_lost_mid_featurize_fails_clearly_and_writes_nothing(
     repo.set_params(params)
     repo.run(DVC, "repro", "validate", timeout=300)
     with dask_cluster(repo, tmp_path / "dask", no_workers_timeout="3s") as cluster:
-        proc = subprocess.Popen(
-            [str(DVC), "repro", "featurize"], cwd=repo.root, env=cluster.env(),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            wait_for_tasks(cluster)
-            cluster.kill_worker(0)
-            cluster.kill_worker(1)
-            output, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode != 0, output
+        featurize = [str(DVC), "repro", "featurize"]
+        code, output = run_losing_workers(cluster, repo.root, featurize, 0, 1)
+    assert code != 0, output
     assert (
         f"error: the Dask cluster at {cluster.address} failed during the featurize's partition"
         " tasks"

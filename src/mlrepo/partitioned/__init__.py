@@ -4,7 +4,7 @@ A partition is one Parquet row group. Each pass over a table is one task per par
 (:func:`run`): the task reads its row group, works on it alone and returns what it found (counts,
 hashes, statistics, a sample) or the rows to write. The stage's process combines the findings in
 partition order and writes its outputs one row group per partition (:class:`RowGroupWriter`),
-so it holds one partition at a time plus what the rules need of every row (a hash, a label),
+so it holds a few partitions at a time plus what the rules need of every row (validate: a hash),
 never the table. The tasks run where train's fits run (:mod:`mlrepo.cluster`): on the Dask
 cluster ``DASK_SCHEDULER_ADDRESS`` names, else on this machine's cores; every task is a pure
 function of its partition and the combining happens here in partition order, so the outputs are

@@ -13,9 +13,10 @@ each rule sees the rows differs. Four passes over the partitions:
 4. **write**, only if nothing is an error: the kept rows and columns, one row group per
    partition.
 
-What this process holds of every row: its label, its hash and its position (about 30 bytes a
-row). The outlier share is computed on at most ``validate.sample_rows`` rows, as on the whole
-table.
+What this process holds of every row: a 64-bit hash and whether it is kept (9 bytes a row,
+and pandas' hash table over the hashes while it looks for repeats). The outlier share is
+computed on the seeded sample of ``validate.sample_rows`` rows, as on the whole table, whose
+numbers are gathered here.
 """
 
 from __future__ import annotations
