@@ -30,7 +30,9 @@ from mlrepo.stages.validate import validate
 ROW_GROUP = 113
 
 
-def validated(tmp_path: Path, nulls: bool = False) -> tuple[Path, FeatureSchema]:
+def validated(
+    tmp_path: Path, nulls: bool = False, row_group: int = ROW_GROUP
+) -> tuple[Path, FeatureSchema]:
     rng = np.random.default_rng(5)
     n = 1500
     frame = pd.DataFrame(rng.standard_normal((n, 3)) * [1, 10, 100] + [0, 5, -50])
@@ -46,7 +48,7 @@ def validated(tmp_path: Path, nulls: bool = False) -> tuple[Path, FeatureSchema]
     assert result.frame is not None and result.schema is not None, result.errors
     path = tmp_path / "validated.parquet"
     table = pa.Table.from_pandas(result.frame, preserve_index=False)
-    pq.write_table(table, path, row_group_size=ROW_GROUP)
+    pq.write_table(table, path, row_group_size=row_group)
     return path, result.schema
 
 
@@ -97,6 +99,14 @@ def test_the_split_is_stratified_complete_and_seeded(tmp_path: Path) -> None:
         for label, n in counts.items():  # each class's share, to the row
             assert abs(tested[label] - n * len(parts[1]) / len(table)) < 1
     assert runs["a"] == runs["b"] and runs["a"] != runs["c"]
+
+
+def test_a_table_of_one_partition(tmp_path: Path) -> None:
+    path, schema = validated(tmp_path, nulls=True, row_group=10_000)
+    train, test = both_parts(tmp_path)
+    written = partitioned.featurize(path, schema, FeaturizeParams(), train, test)
+    assert (written.train_rows, written.test_rows) == (1200, 300)
+    assert pq.ParquetFile(train).num_row_groups == pq.ParquetFile(test).num_row_groups == 1
 
 
 def test_a_class_too_small_to_split_is_the_whole_table_message(tmp_path: Path) -> None:

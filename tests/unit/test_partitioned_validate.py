@@ -38,20 +38,31 @@ def table(n: int = 1000, seed: int = 3) -> pd.DataFrame:
     return frame
 
 
-def write(frame: pd.DataFrame, path: Path) -> Path:
+def write(frame: pd.DataFrame, path: Path, row_group: int = ROW_GROUP) -> Path:
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    pq.write_table(table, path, row_group_size=ROW_GROUP)
+    pq.write_table(table, path, row_group_size=row_group)
     return path
 
 
 def both(
-    frame: pd.DataFrame, tmp_path: Path, params: ValidateParams, target: str = "target"
+    frame: pd.DataFrame,
+    tmp_path: Path,
+    params: ValidateParams,
+    target: str = "target",
+    row_group: int = ROW_GROUP,
 ) -> tuple[Any, Any, Path]:
-    path = write(frame, tmp_path / "raw.parquet")
+    path = write(frame, tmp_path / "raw.parquet", row_group)
     whole = validate(read_table(path), target, params, "raw.parquet")
     out = tmp_path / "validated.parquet"
     parts = partitioned.validate(path, out, target, params, "raw.parquet")
     return whole, parts, out
+
+
+def _repeat_partition(frame: pd.DataFrame) -> pd.DataFrame:
+    """The second partition's rows all repeat the first's: none of them is kept."""
+    frame = frame.copy()
+    frame.iloc[ROW_GROUP : 2 * ROW_GROUP] = frame.iloc[:ROW_GROUP].to_numpy()
+    return frame.astype(table().dtypes.to_dict())
 
 
 CASES = {
@@ -75,6 +86,7 @@ CASES = {
         ValidateParams(drop_columns=["extra", "absent"], duplicates="warn"),
     ),
     "sampled-outliers": (lambda f: f, ValidateParams(sample_rows=300, max_outlier_share=0.001)),
+    "a-partition-all-repeats": (lambda f: _repeat_partition(f), ValidateParams()),
     "imbalance": (
         lambda f: f[(f["target"] == 0) | (f.index % 25 == 0)],
         ValidateParams(max_imbalance_ratio=2.0),
@@ -93,6 +105,12 @@ def test_partitioned_validate_matches_the_whole_table(case: str, tmp_path: Path)
     write_parquet(whole.frame, tmp_path / "whole.parquet")  # as the stage writes it
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet"))
     assert pq.ParquetFile(out).num_row_groups == -(-len(frame) // ROW_GROUP)
+
+
+def test_a_table_of_one_partition(tmp_path: Path) -> None:
+    whole, parts, out = both(table(), tmp_path, ValidateParams(), row_group=10_000)
+    assert pq.ParquetFile(out).num_row_groups == 1
+    assert parts.report() == whole.report() and parts.schema == whole.schema
 
 
 def test_partitioned_validate_reports_what_the_whole_table_reports(tmp_path: Path) -> None:

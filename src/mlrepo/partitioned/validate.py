@@ -383,7 +383,8 @@ def _profiles(
     return Profiles(
         classes=_counted([p.classes for p in found]),
         unlabelled=sum(p.unlabelled for p in found),
-        ranges=pd.DataFrame({"min": ranges.loc["min"].min(), "max": ranges.loc["max"].max()}).T,
+        # [["min"]]: a frame however many partitions (["min"] is a Series for one)
+        ranges=pd.DataFrame({"min": ranges.loc[["min"]].min(), "max": ranges.loc[["max"]].max()}).T,
         counts={
             name: pd.concat([p.counts[name] for p in found]).groupby(level=0, sort=False).sum()
             for name in categorical
