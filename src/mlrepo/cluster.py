@@ -154,32 +154,45 @@ def _is_cluster_failure(exc: BaseException) -> bool:
 
 
 # The libraries whose versions the fits depend on, besides scikit-learn (checked by metadata:
-# importing xgboost on every worker to read a version would cost a second).
-CHECKED_LIBRARIES = ("xgboost", "dask", "distributed")
+# importing xgboost on every worker to read a version would cost a second), each under the
+# distribution names it is installed as (requirements.txt pins xgboost-cpu).
+CHECKED_LIBRARIES = {
+    "xgboost": ("xgboost", "xgboost-cpu"),
+    "dask": ("dask",),
+    "distributed": ("distributed",),
+}
 
 
 def code_digest() -> str:
     """The versions of scikit-learn and ``CHECKED_LIBRARIES`` and a digest of the mlrepo sources
     this interpreter imports."""
     import hashlib
-    from importlib import metadata
 
     import sklearn
 
     import mlrepo
 
     versions = [f"scikit-learn {sklearn.__version__}"]
-    for name in CHECKED_LIBRARIES:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name} missing")
+    for library, distributions in CHECKED_LIBRARIES.items():
+        versions.append(f"{library} {_installed(distributions)}")
     package = Path(mlrepo.__file__).parent
     digest = hashlib.md5(", ".join(versions).encode())
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode())
         digest.update(source.read_bytes())
     return f"{', '.join(versions)}, mlrepo sources {digest.hexdigest()[:12]}"
+
+
+def _installed(distributions: tuple[str, ...]) -> str:
+    """The version of the first of ``distributions`` that is installed, or 'missing'."""
+    from importlib import metadata
+
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "missing"
 
 
 def _check_versions(client: Any, where: str) -> None:

@@ -151,3 +151,12 @@ def test_a_split_the_workers_cannot_open_is_a_clear_error(
         train_parquet.unlink()  # here when the graph was built, gone when the workers read it
         with pytest.raises(DataError, match="the Dask workers cannot open the training split"):
             xgboost_dask.cv_sample(split, 240, distributed_params(small_train))
+
+
+def test_the_version_check_finds_xgboost_as_it_is_installed() -> None:
+    """requirements.txt pins the xgboost-cpu distribution: its version is compared with the
+    workers', not reported missing on both sides (which would pass any mismatch)."""
+    import xgboost
+
+    assert f"xgboost {xgboost.__version__}," in cluster.code_digest()
+    assert "missing" not in cluster.code_digest()
