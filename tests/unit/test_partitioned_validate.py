@@ -86,6 +86,17 @@ CASES = {
         ValidateParams(drop_columns=["extra", "absent"], duplicates="warn"),
     ),
     "sampled-outliers": (lambda f: f, ValidateParams(sample_rows=300, max_outlier_share=0.001)),
+    "declared-rules": (
+        lambda f: f.assign(num_2=f["num_2"].mask(f.index % 31 == 0), code=f.index % 4),
+        ValidateParams(
+            missing="impute",
+            columns={
+                "num_0": {"min": -10, "max": 10},
+                "cat": {"allowed": ["a", "b", "c", "d"]},
+                "code": {"dtype": "categorical"},
+            },
+        ),
+    ),
     "a-partition-all-repeats": (lambda f: _repeat_partition(f), ValidateParams()),
     "imbalance": (
         lambda f: f[(f["target"] == 0) | (f.index % 25 == 0)],
@@ -132,6 +143,23 @@ def test_partitioned_validate_reports_what_the_whole_table_reports(tmp_path: Pat
     assert by_check["not_nullable"].count == 2
     assert "rows 11" in by_check["not_nullable"].message
     assert parts.report()["passed"] is False and parts.report()["rows_out"] == 0
+
+
+def test_declared_ranges_and_categories_broken_in_several_partitions(tmp_path: Path) -> None:
+    frame = table()
+    frame.loc[[30, 600, 990], "num_0"] = 99.0
+    frame.loc[[150, 151], "cat"] = "z"
+    params = ValidateParams(
+        columns={"num_0": {"max": 10}, "cat": {"allowed": ["a", "b", "c"]}, "gone": {}}
+    )
+    whole, parts, out = both(frame, tmp_path, params)
+    assert not out.exists()
+    assert [(p.check, p.column, p.count) for p in parts.errors] == [
+        (p.check, p.column, p.count) for p in whole.errors
+    ]
+    by_column = {p.column: p for p in parts.errors}
+    assert by_column["num_0"].count == 3 and "rows 31" in by_column["num_0"].message
+    assert by_column["cat"].examples == ["'z'"] and by_column["gone"].check == "column_in_dataframe"
 
 
 def test_a_missing_target_or_a_single_class_stops_before_the_rules(tmp_path: Path) -> None:
