@@ -157,6 +157,13 @@ def _windowed(pool: Any, call: Callable[[T], R], items: Sequence[T], workers: in
             future.cancel()
 
 
+def summed_counts(counts: list[pd.Series]) -> pd.Series:
+    """The partitions' value counts added up, largest first (as ``value_counts`` orders them;
+    equal counts in the order the values first appear)."""
+    total = pd.concat(counts).groupby(level=0, sort=False).sum()
+    return total.sort_values(ascending=False, kind="stable")
+
+
 def positions_in(parts: Sequence[Partition], positions: np.ndarray) -> list[np.ndarray]:
     """Sorted table ``positions`` split by partition, each made relative to its partition."""
     bounds = np.searchsorted(positions, [p.stop for p in parts])

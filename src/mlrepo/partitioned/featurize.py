@@ -39,7 +39,15 @@ from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_fea
 from mlrepo import scans
 from mlrepo.io import Steps
 from mlrepo.params import FeaturizeParams
-from mlrepo.partitioned import Partition, RowGroupWriter, arrow_schema, partitions, read, run
+from mlrepo.partitioned import (
+    Partition,
+    RowGroupWriter,
+    arrow_schema,
+    partitions,
+    read,
+    run,
+    summed_counts,
+)
 from mlrepo.schema import FeatureSchema
 from mlrepo.stages.featurize import build_preprocessor, check_split
 
@@ -202,10 +210,7 @@ def featurize(
         fitted_on = pd.concat(samples)
         del samples
         step(f"fitting the preprocessing (order statistics on {len(fitted_on):,} train rows)")
-        combined = {
-            name: pd.concat(found).groupby(level=0, sort=False).sum()
-            for name, found in counts.items()
-        }
+        combined = {name: summed_counts(found) for name, found in counts.items()}
         preprocessor = fit(schema, params, fitted_on, total, combined, n_train)
     return Written(preprocessor, train.rows, test.rows, None if sample is None else len(sample))
 

@@ -47,6 +47,7 @@ from mlrepo.partitioned import (
     positions_in,
     read,
     run,
+    summed_counts,
 )
 from mlrepo.problems import MAX_EXAMPLES, Problem, merge_chunks
 from mlrepo.schema import Feature, check_frame, coerce
@@ -208,7 +209,7 @@ def validate(
     bounds = {name: (rule.min, rule.max) for name, rule in params.columns.items()}
     step(f"scanning {len(parts)} partition(s): column rules, types, nulls, row hashes")
     scanned = list(run(scan, parts, columns, declared, inferred_categorical, bounds, params))
-    classes = _counted([s.classes for s in scanned])
+    classes = summed_counts([s.classes for s in scanned])
     unlabelled = sum(s.unlabelled for s in scanned)
     target_problems = quality.label_problems(classes, unlabelled, target, params)
     if any(p.check in {"target_present", "target_classes"} for p in target_problems):
@@ -381,14 +382,11 @@ def _profiles(
     categorical = [f.name for f in columns.features if f.kind == "categorical"]
     ranges = pd.concat([p.ranges for p in found])
     return Profiles(
-        classes=_counted([p.classes for p in found]),
+        classes=summed_counts([p.classes for p in found]),
         unlabelled=sum(p.unlabelled for p in found),
         # [["min"]]: a frame however many partitions (["min"] is a Series for one)
         ranges=pd.DataFrame({"min": ranges.loc[["min"]].min(), "max": ranges.loc[["max"]].max()}).T,
-        counts={
-            name: pd.concat([p.counts[name] for p in found]).groupby(level=0, sort=False).sum()
-            for name in categorical
-        },
+        counts={name: summed_counts([p.counts[name] for p in found]) for name in categorical},
         class_ranges=_class_ranges(pd.concat([p.class_ranges for p in found])),
         pairs={
             name: pd.concat([p.pairs[name] for p in found]).drop_duplicates()
@@ -397,13 +395,6 @@ def _profiles(
         both={name: sum(p.both[name] for p in found) for name in categorical},
         sample=_gathered([p.sample for p in found]),
     )
-
-
-def _counted(counts: list[pd.Series]) -> pd.Series:
-    """Value counts of the partitions added up, largest first (as ``value_counts`` orders them;
-    equal counts in the order the values first appear)."""
-    total = pd.concat(counts).groupby(level=0, sort=False).sum()
-    return total.sort_values(ascending=False, kind="stable")
 
 
 def _gathered(samples: list[dict[str, np.ndarray]]) -> pd.DataFrame:
