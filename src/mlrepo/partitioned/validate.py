@@ -74,7 +74,10 @@ class Columns:
 def prepared(part: Partition, columns: Columns) -> pd.DataFrame:
     """The partition with every feature in its canonical dtype (values that are not numbers
     become NaN: the scan reports them) and the label last, as the whole-table path has it."""
-    frame = read(part, columns.read)
+    return _coerced(read(part, columns.read), columns)
+
+
+def _coerced(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
     labels = frame[columns.target]
     frame = coerce(frame, _schema(columns.target, [], columns.features), lenient=True)
     frame[columns.target] = labels
@@ -104,8 +107,8 @@ def scan(
     problems = check_frame(
         raw, declared, strict=False, fixes=_FIXES, bounds=bounds, first_row=part.start + 1
     )
+    frame = _coerced(raw, columns)
     del raw
-    frame = prepared(part, columns)
     has_null = None
     if params.missing == "drop":
         has_null = frame[[f.name for f in columns.features]].isna().any(axis=1).to_numpy()
