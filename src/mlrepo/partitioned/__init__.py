@@ -164,11 +164,18 @@ def summed_counts(counts: list[pd.Series]) -> pd.Series:
     return total.sort_values(ascending=False, kind="stable")
 
 
-def positions_in(parts: Sequence[Partition], positions: np.ndarray) -> list[np.ndarray]:
-    """Sorted table ``positions`` split by partition, each made relative to its partition."""
-    bounds = np.searchsorted(positions, [p.stop for p in parts])
-    starts = np.concatenate([[0], bounds[:-1]])
-    return [positions[a:b] - p.start for p, a, b in zip(parts, starts, bounds, strict=True)]
+def positions_in(sizes: Sequence[int], positions: np.ndarray | None) -> list[np.ndarray | None]:
+    """Sorted ``positions`` in a sequence of consecutive pieces of ``sizes`` rows (partitions,
+    or the rows of each partition that some rule keeps), split by piece and made relative to
+    it; None for every piece when ``positions`` is None (every row)."""
+    if positions is None:
+        return [None] * len(sizes)
+    starts = np.cumsum([0, *sizes])
+    bounds = np.searchsorted(positions, starts)
+    return [
+        positions[a:b] - start
+        for a, b, start in zip(bounds[:-1], bounds[1:], starts[:-1], strict=True)
+    ]
 
 
 class RowGroupWriter:

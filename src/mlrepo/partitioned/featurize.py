@@ -44,6 +44,7 @@ from mlrepo.partitioned import (
     RowGroupWriter,
     arrow_schema,
     partitions,
+    positions_in,
     read,
     run,
     summed_counts,
@@ -192,7 +193,8 @@ def featurize(
     train_rows = [p.rows - int(q.sum()) for p, q in zip(parts, quotas, strict=True)]
     n_train = sum(train_rows)
     sample = scans.sample_positions(n_train, params.sample_rows, params.seed)
-    items = list(zip(parts, quotas, _samples(train_rows, sample), strict=True))
+    # Sample positions count train rows; each partition gets its own, relative to its train rows.
+    items = list(zip(parts, quotas, positions_in(train_rows, sample), strict=True))
     total: Moments | None = None
     counts: dict[str, list[pd.Series]] = {name: [] for name in schema.categorical}
     samples = []
@@ -272,16 +274,3 @@ def _set_moments(scaler: StandardScaler, moments: Moments) -> None:
     scaler.n_samples_seen_ = n[0] if n.max() == n.min() else n
     constant = _is_constant_feature(scaler.var_, scaler.mean_, scaler.n_samples_seen_)
     scaler.scale_ = _handle_zeros_in_scale(np.sqrt(scaler.var_), copy=False, constant_mask=constant)
-
-
-def _samples(train_rows: list[int], sample: np.ndarray | None) -> list[np.ndarray | None]:
-    """Each partition's share of ``sample`` (positions among the train rows in table order),
-    relative to the partition's own train rows; None everywhere when every row is sampled."""
-    if sample is None:
-        return [None] * len(train_rows)
-    before = np.cumsum([0, *train_rows])
-    bounds = np.searchsorted(sample, before)
-    return [
-        sample[a:b] - offset
-        for a, b, offset in zip(bounds[:-1], bounds[1:], before[:-1], strict=True)
-    ]

@@ -314,8 +314,10 @@ def _repeats(
     if not shared.any():
         return repeats
     candidates = np.flatnonzero(keep)[shared]
-    local = positions_in(parts, candidates)
-    items = [(p, rows) for p, rows in zip(parts, local, strict=True) if len(rows)]
+    local = positions_in([p.rows for p in parts], candidates)
+    items = [
+        (p, rows) for p, rows in zip(parts, local, strict=True) if rows is not None and len(rows)
+    ]
     rows = pd.concat(list(run(rows_at, items, columns)))
     repeats[rows.index[rows.duplicated(keep="first").to_numpy()]] = True
     return repeats
@@ -370,16 +372,8 @@ def _profiles(
     parts: list[Partition], columns: Columns, keep: np.ndarray, sample: np.ndarray | None
 ) -> Profiles:
     kept = _split(parts, keep)
-    if sample is None:
-        samples: list[np.ndarray | None] = [None] * len(parts)
-    else:
-        # Sample positions count kept rows; each partition gets its own, relative to its kept rows.
-        offsets = np.cumsum([0, *(int(k.sum()) for k in kept)])
-        bounds = np.searchsorted(sample, offsets)
-        samples = [
-            sample[a:b] - offset
-            for a, b, offset in zip(bounds[:-1], bounds[1:], offsets[:-1], strict=True)
-        ]
+    # Sample positions count kept rows; each partition gets its own, relative to its kept rows.
+    samples = positions_in([int(k.sum()) for k in kept], sample)
     items = list(zip(parts, kept, samples, strict=True))
     found = list(run(profile, items, columns))
     categorical = [f.name for f in columns.features if f.kind == "categorical"]
